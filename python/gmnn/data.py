@@ -1,0 +1,292 @@
+"""Reading reference data: any ASE-readable file (extxyz first), MD17/rMD17 .npz and ANI-style
+HDF5. Everything is converted to eV, Angstrom and eV/Angstrom on reading, and checked: a bad
+value raises `DataError` naming the file, the structure and the field.
+
+Unit conventions when the user does not give units:
+- ASE formats: eV and Angstrom (the extxyz/ASE convention).
+- .npz (MD17, rMD17): kcal/mol and Angstrom (the sgdml/rMD17 convention).
+- ANI HDF5: Hartree and Angstrom, forces Hartree/Angstrom (the ANI-1x/1ccx release).
+"""
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import List, Optional, Sequence
+
+import numpy as np
+
+from .units import energy_factor, force_factor, length_factor
+
+log = logging.getLogger(__name__)
+
+AUTO = "auto"
+
+
+class DataError(ValueError):
+    """Bad reference data; the message names file, structure and field."""
+
+
+@dataclass
+class Structure:
+    numbers: np.ndarray                 # (N,) atomic numbers
+    positions: np.ndarray               # (N, 3) Angstrom
+    cell: np.ndarray = field(default_factory=lambda: np.zeros((3, 3)))
+    pbc: np.ndarray = field(default_factory=lambda: np.zeros(3, dtype=bool))
+    energy: Optional[float] = None      # eV
+    forces: Optional[np.ndarray] = None  # (N, 3) eV/Angstrom
+    source: str = ""                    # "file[index]", for messages
+
+    @property
+    def n_atoms(self) -> int:
+        return len(self.numbers)
+
+    def to_atoms(self):
+        from ase import Atoms
+        return Atoms(numbers=self.numbers, positions=self.positions, cell=self.cell, pbc=self.pbc)
+
+    @classmethod
+    def from_atoms(cls, atoms, energy=None, forces=None, source=""):
+        return cls(np.asarray(atoms.numbers, dtype=np.int64), np.asarray(atoms.positions, dtype=np.float64),
+                   np.asarray(atoms.cell.array, dtype=np.float64), np.asarray(atoms.pbc, dtype=bool),
+                   energy, forces, source)
+
+
+def read_structures(path, *, energy_key: str = AUTO, forces_key: str = AUTO,
+                    energy_unit: Optional[str] = None, force_unit: Optional[str] = None,
+                    length_unit: Optional[str] = None, level: Optional[str] = None,
+                    index: str = ":") -> List[Structure]:
+    """Read labelled structures from `path`, dispatching on its suffix.
+
+    energy_key / forces_key: property names (extxyz info/arrays keys, npz keys); "auto"
+    detects the standard names and logs which one it used; "none" ignores that label.
+    level: level of theory for ANI HDF5 files (e.g. "wb97x_dz", "ccsd(t)_cbs"); required there.
+    """
+    path = Path(path)
+    if not path.exists():
+        raise DataError(f"{path}: file not found")
+    suffix = path.suffix.lower()
+    if suffix == ".npz":
+        structures = _read_npz(path, energy_key, forces_key, energy_unit or "kcal/mol",
+                               force_unit, length_unit or "Angstrom")
+    elif suffix in (".h5", ".hdf5"):
+        structures = _read_ani_h5(path, level, energy_unit or "Hartree", force_unit, length_unit or "Angstrom")
+    else:
+        structures = _read_ase(path, energy_key, forces_key, energy_unit or "eV", force_unit,
+                               length_unit or "Angstrom", index)
+    for s in structures:
+        check_structure(s)
+    return structures
+
+
+def check_structure(s: Structure) -> None:
+    where = s.source
+    n = len(s.numbers)
+    if n == 0:
+        raise DataError(f"{where}: field 'positions': structure has no atoms")
+    if s.positions.shape != (n, 3):
+        raise DataError(f"{where}: field 'positions': shape {s.positions.shape}, expected ({n}, 3)")
+    if not np.all(np.isfinite(s.positions)):
+        raise DataError(f"{where}: field 'positions': contains NaN or inf")
+    if np.any(s.numbers < 1) or np.any(s.numbers > 118):
+        raise DataError(f"{where}: field 'numbers': unknown element(s) {sorted(set(s.numbers.tolist()))}")
+    if s.energy is not None and not np.isfinite(s.energy):
+        raise DataError(f"{where}: field 'energy': {s.energy}")
+    if s.forces is not None:
+        if s.forces.shape != (n, 3):
+            raise DataError(f"{where}: field 'forces': shape {s.forces.shape}, expected ({n}, 3)")
+        if not np.all(np.isfinite(s.forces)):
+            raise DataError(f"{where}: field 'forces': contains NaN or inf")
+
+
+# ---- ASE-readable files ---------------------------------------------------------------
+
+def _read_ase(path, energy_key, forces_key, energy_unit, force_unit, length_unit, index):
+    import ase.io
+    try:
+        frames = ase.io.read(path, index=index)
+    except Exception as exc:  # ASE raises many types for malformed files
+        raise DataError(f"{path}: cannot be read by ASE: {exc}") from exc
+    if not isinstance(frames, list):
+        frames = [frames]
+    e_factor = energy_factor(energy_unit)
+    f_factor = force_factor(force_unit or f"{energy_unit}/{length_unit}")
+    l_factor = length_factor(length_unit)
+    e_name = _choose_key(path, frames[0], energy_key, kind="energy") if frames else None
+    f_name = _choose_key(path, frames[0], forces_key, kind="forces") if frames else None
+    out = []
+    for k, atoms in enumerate(frames):
+        where = f"{path}[{k}]"
+        energy = _get_property(atoms, e_name, where, "energy") if e_name else None
+        forces = _get_property(atoms, f_name, where, "forces") if f_name else None
+        s = Structure.from_atoms(atoms, source=where)
+        s.positions = s.positions * l_factor
+        s.cell = s.cell * l_factor
+        s.energy = None if energy is None else float(energy) * e_factor
+        s.forces = None if forces is None else np.asarray(forces, dtype=np.float64) * f_factor
+        out.append(s)
+    return out
+
+
+_STANDARD_NAMES = {"energy": ("energy", "Energy", "total_energy"), "forces": ("forces", "force", "Forces")}
+
+
+def _available(atoms, kind):
+    calc_results = getattr(atoms.calc, "results", {}) if atoms.calc is not None else {}
+    names = set(calc_results)
+    names |= set(atoms.info) if kind == "energy" else set(atoms.arrays)
+    return names
+
+
+def _choose_key(path, atoms, key, kind):
+    if key is None or str(key).lower() == "none":
+        return None
+    available = _available(atoms, kind)
+    if key != AUTO:
+        if key not in available:
+            raise DataError(f"{path}[0]: field {key!r} not found; {kind} candidates: {sorted(available)}")
+        return key
+    found = [n for n in _STANDARD_NAMES[kind] if n in available]
+    if len(found) > 1:
+        raise DataError(f"{path}: several {kind} fields {found}; choose one with {kind}_key")
+    if not found:
+        log.warning("%s: no %s labels found (looked for %s)", path, kind, list(_STANDARD_NAMES[kind]))
+        return None
+    if found[0] != kind:
+        log.info("%s: using field %r as %s", path, found[0], kind)
+    return found[0]
+
+
+def _get_property(atoms, name, where, kind):
+    results = getattr(atoms.calc, "results", {}) if atoms.calc is not None else {}
+    if name in results:
+        return results[name]
+    source = atoms.info if kind == "energy" else atoms.arrays
+    if name not in source:
+        raise DataError(f"{where}: field {name!r} missing")
+    value = source[name]
+    if kind == "energy":
+        try:
+            return float(value)
+        except (TypeError, ValueError):
+            raise DataError(f"{where}: field {name!r}: not a number: {value!r}") from None
+    return value
+
+
+# ---- MD17 / rMD17 .npz ----------------------------------------------------------------
+
+_NPZ_NAMES = {
+    "numbers": ("nuclear_charges", "z", "Z", "atomic_numbers"),
+    "positions": ("coords", "R", "positions", "coordinates"),
+    "energy": ("energies", "E", "energy"),
+    "forces": ("forces", "F"),
+}
+
+
+def _npz_key(path, data, kind, user_key=AUTO):
+    if user_key is None or str(user_key).lower() == "none":
+        return None
+    if user_key != AUTO:
+        if user_key not in data:
+            raise DataError(f"{path}: field {user_key!r} not found; fields: {sorted(data.files)}")
+        return user_key
+    found = [n for n in _NPZ_NAMES[kind] if n in data]
+    if not found:
+        if kind in ("numbers", "positions"):
+            raise DataError(f"{path}: field {kind!r} missing (looked for {list(_NPZ_NAMES[kind])})")
+        return None
+    return found[0]
+
+
+def _read_npz(path, energy_key, forces_key, energy_unit, force_unit, length_unit):
+    try:
+        data = np.load(path)
+    except Exception as exc:
+        raise DataError(f"{path}: not a readable .npz file: {exc}") from exc
+    numbers = np.asarray(data[_npz_key(path, data, "numbers")], dtype=np.int64).reshape(-1)
+    positions = np.asarray(data[_npz_key(path, data, "positions")], dtype=np.float64)
+    if positions.ndim != 3 or positions.shape[1:] != (len(numbers), 3):
+        raise DataError(f"{path}: field 'positions': shape {positions.shape}, expected (M, {len(numbers)}, 3)")
+    e_name = _npz_key(path, data, "energy", energy_key)
+    f_name = _npz_key(path, data, "forces", forces_key)
+    energies = None if e_name is None else np.asarray(data[e_name], dtype=np.float64).reshape(-1)
+    forces = None if f_name is None else np.asarray(data[f_name], dtype=np.float64)
+    m = len(positions)
+    if energies is not None and len(energies) != m:
+        raise DataError(f"{path}: field {e_name!r}: {len(energies)} values for {m} structures")
+    if forces is not None and forces.shape != positions.shape:
+        raise DataError(f"{path}: field {f_name!r}: shape {forces.shape}, expected {positions.shape}")
+    e_factor, l_factor = energy_factor(energy_unit), length_factor(length_unit)
+    f_factor = force_factor(force_unit or f"{energy_unit}/{length_unit}")
+    return [Structure(numbers.copy(), positions[k] * l_factor,
+                      energy=None if energies is None else float(energies[k]) * e_factor,
+                      forces=None if forces is None else forces[k] * f_factor,
+                      source=f"{path}[{k}]") for k in range(m)]
+
+
+# ---- ANI-1x / ANI-1ccx HDF5 -----------------------------------------------------------
+
+def _read_ani_h5(path, level, energy_unit, force_unit, length_unit):
+    """Groups (one per formula) with `coordinates` (M,N,3), `atomic_numbers` (N,),
+    `<level>.energy` (M,) and optionally `<level>.forces` (M,N,3).
+
+    In this layout a NaN energy means "not computed at this level" (ANI-1ccx covers a subset
+    of ANI-1x): such conformers are skipped and counted in the log, never trained on.
+    """
+    import h5py
+    if not level:
+        raise DataError(f"{path}: ANI HDF5 files hold several levels of theory; choose one with `level`")
+    e_factor, l_factor = energy_factor(energy_unit), length_factor(length_unit)
+    f_factor = force_factor(force_unit or f"{energy_unit}/{length_unit}")
+    out, skipped, levels_seen = [], 0, set()
+    try:
+        handle = h5py.File(path, "r")
+    except Exception as exc:
+        raise DataError(f"{path}: not a readable HDF5 file: {exc}") from exc
+    with handle as f:
+        for name, group in _ani_groups(f):
+            levels_seen |= {k.rsplit(".", 1)[0] for k in group.keys() if k.endswith(".energy")}
+            where = f"{path}:{name}"
+            for needed in ("coordinates", "atomic_numbers"):
+                if needed not in group:
+                    raise DataError(f"{where}: field {needed!r} missing")
+            if f"{level}.energy" not in group:
+                continue
+            numbers = np.asarray(group["atomic_numbers"][()], dtype=np.int64).reshape(-1)
+            coords = np.asarray(group["coordinates"][()], dtype=np.float64)
+            energies = np.asarray(group[f"{level}.energy"][()], dtype=np.float64).reshape(-1)
+            forces = group.get(f"{level}.forces")
+            forces = None if forces is None else np.asarray(forces[()], dtype=np.float64)
+            if coords.ndim != 3 or coords.shape[1:] != (len(numbers), 3):
+                raise DataError(f"{where}: field 'coordinates': shape {coords.shape}, expected (M, {len(numbers)}, 3)")
+            if len(energies) != len(coords):
+                raise DataError(f"{where}: field '{level}.energy': {len(energies)} values for {len(coords)} conformers")
+            if forces is not None and forces.shape != coords.shape:
+                raise DataError(f"{where}: field '{level}.forces': shape {forces.shape}, expected {coords.shape}")
+            for k in range(len(coords)):
+                if np.isnan(energies[k]):
+                    skipped += 1
+                    continue
+                out.append(Structure(numbers.copy(), coords[k] * l_factor, energy=float(energies[k]) * e_factor,
+                                     forces=None if forces is None else forces[k] * f_factor,
+                                     source=f"{where}[{k}]"))
+    if not out and level not in levels_seen:
+        raise DataError(f"{path}: level {level!r} not found; levels with energies: {sorted(levels_seen)}")
+    if skipped:
+        log.info("%s: skipped %d conformers without a %s energy (NaN)", path, skipped, level)
+    return out
+
+
+def _ani_groups(f):
+    """Yield (name, group) for every group that holds `coordinates` (any nesting depth)."""
+    import h5py
+    found = []
+    f.visititems(lambda name, obj: found.append((name, obj))
+                 if isinstance(obj, h5py.Group) and "coordinates" in obj else None)
+    return found
+
+
+def split_indices(n: int, n_train: int, n_valid: int, seed: int = 0, shuffle: bool = True):
+    """Deterministic train/validation split of range(n)."""
+    if n_train + n_valid > n:
+        raise ValueError(f"n_train + n_valid = {n_train + n_valid} exceeds the {n} structures available")
+    order = np.random.default_rng(seed).permutation(n) if shuffle else np.arange(n)
+    return order[:n_train].tolist(), order[n_train:n_train + n_valid].tolist()

@@ -1,0 +1,101 @@
+"""The model file for LAMMPS (docs/model_file.md): one frozen TorchScript archive whose
+"extra files" carry the metadata, and the loader that reads it back in Python."""
+import copy
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, List, Optional
+
+import torch
+
+from . import __version__
+from .model import DTYPES, GMNN
+
+FORMAT_VERSION = 1
+META_KEYS = ("format_version", "gmnn_version", "cutoff", "atomic_numbers", "dtype", "units")
+
+
+class ModelFileError(RuntimeError):
+    pass
+
+
+def export_model(model, path, dtype: Optional[str] = None) -> Path:
+    """Script, freeze and save `model` (GMNN or checkpoint path) in `dtype` (default: its own)."""
+    if not isinstance(model, GMNN):
+        from .checkpoint import load_model
+        model = load_model(model)
+    dtype = dtype or model.options.dtype
+    if dtype not in DTYPES:
+        raise ValueError(f"dtype must be float32 or float64, got {dtype!r}")
+    model = copy.deepcopy(model).to(DTYPES[dtype]).eval()
+    for p in model.parameters():
+        p.requires_grad_(False)
+    scripted = torch.jit.freeze(torch.jit.script(model))
+    meta = {
+        "format_version": str(FORMAT_VERSION),
+        "gmnn_version": __version__,
+        "cutoff": repr(float(model.cutoff)),
+        "atomic_numbers": " ".join(str(z) for z in model.atomic_numbers),
+        "dtype": dtype,
+        "units": "metal",
+    }
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    torch.jit.save(scripted, str(tmp), _extra_files={f"gmnn/{k}": v for k, v in meta.items()})
+    tmp.replace(path)
+    return path
+
+
+@dataclass
+class LoadedModel:
+    """What a calculator needs: the edges -> atomic energies function and its metadata."""
+    atomic_energies: Callable
+    cutoff: float
+    atomic_numbers: List[int]
+    dtype: torch.dtype
+
+
+def read_metadata(path) -> dict:
+    path = Path(path)
+    if not path.exists():
+        raise ModelFileError(f"{path}: model file not found")
+    extra = {f"gmnn/{k}": "" for k in META_KEYS}
+    try:
+        module = torch.jit.load(str(path), map_location="cpu", _extra_files=extra)
+    except Exception as exc:
+        raise ModelFileError(f"{path}: not a readable TorchScript file (corrupt or truncated?): {exc}") from exc
+    meta = {k[len("gmnn/"):]: v.decode() if isinstance(v, bytes) else v for k, v in extra.items()}
+    if not meta["format_version"]:
+        raise ModelFileError(f"{path}: TorchScript file is not a gmnn model (no gmnn/format_version)")
+    if int(meta["format_version"]) > FORMAT_VERSION:
+        raise ModelFileError(f"{path}: model format version {meta['format_version']} is newer than this gmnn "
+                             f"reads ({FORMAT_VERSION})")
+    meta["module"] = module
+    return meta
+
+
+def load_exported(path) -> LoadedModel:
+    meta = read_metadata(path)
+    return LoadedModel(meta["module"], float(meta["cutoff"]),
+                       [int(z) for z in meta["atomic_numbers"].split()], DTYPES[meta["dtype"]])
+
+
+def as_loaded_model(model) -> LoadedModel:
+    """A GMNN, a checkpoint (.ckpt) or an exported file (.pt) -> LoadedModel."""
+    if isinstance(model, LoadedModel):
+        return model
+    if isinstance(model, GMNN):
+        return LoadedModel(model, model.cutoff, list(model.atomic_numbers), model.dtype)
+    path = Path(model)
+    if not path.exists():
+        raise ModelFileError(f"{path}: model file not found")
+    with open(path, "rb") as f:
+        is_zip = f.read(4) == b"PK\x03\x04"
+    if is_zip:
+        try:
+            return load_exported(path)
+        except ModelFileError as exc:
+            if "not a gmnn model" not in str(exc):
+                raise
+    from .checkpoint import load_model
+    return as_loaded_model(load_model(path))

@@ -1,0 +1,179 @@
+"""The GM-NN potential: descriptor -> atomic network -> per-element scale and shift (spec 1).
+
+`GMNN.forward` is the TorchScript-able core shared by training, the ASE calculator and the
+exported LAMMPS model: edges in, atomic energies out. `GMNN.predict` adds the autograd parts
+(forces, stress) for Python users.
+"""
+from dataclasses import asdict, dataclass, field
+from typing import Dict, List, Optional, Sequence, Tuple
+
+import torch
+from ase.data import atomic_numbers as ATOMIC_NUMBERS, chemical_symbols
+from torch import nn
+
+from .descriptor import GaussianMomentDescriptor
+from .ntk import NTKLinear, ScaledSiLU
+
+DTYPES = {"float32": torch.float32, "float64": torch.float64}
+
+
+@dataclass
+class ModelOptions:
+    """Hyper-parameters of a GM-NN model; stored in every checkpoint to rebuild it."""
+    atomic_numbers: List[int]
+    cutoff: float = 5.0          # r_c in Angstrom
+    n_radial: int = 5            # S: radial channels (5 -> 360 features)
+    n_basis: int = 7             # K: Gaussians per radial function
+    r_min: float = 0.5           # first Gaussian centre in Angstrom
+    hidden: Tuple[int, ...] = (512, 512)
+    dtype: str = "float32"
+
+    def __post_init__(self):
+        self.atomic_numbers = [int(z) for z in self.atomic_numbers]
+        self.hidden = tuple(int(h) for h in self.hidden)
+        if len(set(self.atomic_numbers)) != len(self.atomic_numbers):
+            raise ValueError(f"duplicate elements in {self.atomic_numbers}")
+        if self.dtype not in DTYPES:
+            raise ValueError(f"dtype must be one of {sorted(DTYPES)}, got {self.dtype!r}")
+        if self.cutoff <= self.r_min:
+            raise ValueError(f"cutoff ({self.cutoff}) must exceed r_min ({self.r_min})")
+
+
+class AtomicNetwork(nn.Module):
+    """Features -> one number per atom: NTK linear layers with scaled SiLU in between."""
+
+    def __init__(self, n_features: int, hidden: Sequence[int]):
+        super().__init__()
+        widths = [n_features, *hidden, 1]
+        layers: List[nn.Module] = []
+        for k in range(len(widths) - 1):
+            layers.append(NTKLinear(widths[k], widths[k + 1]))
+            if k < len(widths) - 2:
+                layers.append(ScaledSiLU())
+        self.layers = nn.Sequential(*layers)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.layers(x).squeeze(-1)
+
+    def linear_layers(self) -> List[NTKLinear]:
+        return [m for m in self.layers if isinstance(m, NTKLinear)]
+
+
+class ElementScaleShift(nn.Module):
+    """E_i = scale[Z_i] * E_i^NN + shift[Z_i]. Fitted from data (see `fit_scale_shift`)."""
+
+    def __init__(self, n_elements: int):
+        super().__init__()
+        self.scale = nn.Parameter(torch.ones(n_elements), requires_grad=False)
+        self.shift = nn.Parameter(torch.zeros(n_elements), requires_grad=False)
+
+
+class GMNN(nn.Module):
+    __jit_unused_properties__ = ["dtype", "symbols"]
+
+    def __init__(self, options: ModelOptions):
+        super().__init__()
+        self.options = options
+        self.cutoff = float(options.cutoff)
+        self.atomic_numbers: List[int] = list(options.atomic_numbers)
+        n_el = len(options.atomic_numbers)
+        self.descriptor = GaussianMomentDescriptor(n_el, options.n_radial, options.n_basis,
+                                                   options.r_min, options.cutoff)
+        self.network = AtomicNetwork(self.descriptor.n_features, options.hidden)
+        self.scale_shift = ElementScaleShift(n_el)
+        self.to(DTYPES[options.dtype])
+
+    # ---- TorchScript core -------------------------------------------------------------
+    def scaled_network_energies(self, edge_vectors: torch.Tensor, centers: torch.Tensor,
+                                neighbors: torch.Tensor, species: torch.Tensor,
+                                n_centers: int) -> torch.Tensor:
+        """sigma_Z * E_i^NN for atoms 0..n_centers-1 (the shift is added separately)."""
+        features = self.descriptor(edge_vectors, centers, neighbors, species, n_centers)
+        center_species = species[:n_centers]
+        return self.scale_shift.scale[center_species] * self.network(features)
+
+    def forward(self, edge_vectors: torch.Tensor, centers: torch.Tensor, neighbors: torch.Tensor,
+                species: torch.Tensor, n_centers: int) -> torch.Tensor:
+        """Atomic energies (eV) of atoms 0..n_centers-1; see docs/model_file.md."""
+        energies = self.scaled_network_energies(edge_vectors, centers, neighbors, species, n_centers)
+        return energies + self.scale_shift.shift[species[:n_centers]]
+
+    # ---- Python conveniences -----------------------------------------------------------
+    @property
+    def dtype(self) -> torch.dtype:
+        return self.network.linear_layers()[0].weight.dtype
+
+    @property
+    def symbols(self) -> List[str]:
+        return [chemical_symbols[z] for z in self.atomic_numbers]
+
+    def species_of(self, numbers) -> torch.Tensor:
+        """Atomic numbers -> model element indices; a clear error for unknown elements."""
+        lookup = {z: k for k, z in enumerate(self.atomic_numbers)}
+        out = []
+        for z in (int(v) for v in numbers):
+            if z not in lookup:
+                raise ValueError(f"element {chemical_symbols[z]} (Z={z}) is not known to this model "
+                                 f"(elements: {' '.join(self.symbols)})")
+            out.append(lookup[z])
+        return torch.tensor(out, dtype=torch.long)
+
+    def layer_groups(self) -> List[Tuple[str, List[nn.Parameter]]]:
+        """Trainable layers from input to output: the descriptor's pair coefficients count as
+        the lowest layer (used for layer-wise learning rates in fine-tuning)."""
+        groups = [("descriptor", [self.descriptor.radial.pair_coefficients])]
+        for k, layer in enumerate(self.network.linear_layers()):
+            groups.append((f"dense{k}", [layer.weight, layer.bias]))
+        return groups
+
+    def predict(self, batch: "GraphBatch", forces: bool = True, stress: bool = False,
+                create_graph: bool = False) -> Dict[str, torch.Tensor]:
+        """Energies per structure (float64), forces (model dtype) and stress (if asked)."""
+        edge_vectors = batch.edge_vectors.to(self.dtype)
+        if forces or stress:
+            edge_vectors = edge_vectors.detach().requires_grad_(True)
+        n_atoms = batch.species.shape[0]
+        network_part = self.scaled_network_energies(edge_vectors, batch.centers, batch.neighbors,
+                                                    batch.species, n_atoms)
+        # the shift is large (hundreds of eV per atom); accumulate it in float64
+        atomic = network_part.double() + self.scale_shift.shift.double()[batch.species]
+        energy = torch.zeros(batch.n_structures, dtype=torch.float64, device=atomic.device)
+        energy = energy.index_add(0, batch.atom_structure, atomic)
+        out = {"energy": energy, "atomic_energies": atomic}
+        if forces or stress:
+            (grad,) = torch.autograd.grad(network_part.sum(), edge_vectors, create_graph=create_graph)
+            if forces:
+                f = torch.zeros((n_atoms, 3), dtype=grad.dtype, device=grad.device)
+                out["forces"] = f.index_add(0, batch.centers, grad).index_add(0, batch.neighbors, -grad)
+            if stress:
+                # dE/d(strain)_ab = sum_e g_a r_b ; ASE stress = that / volume
+                per_edge = (grad.unsqueeze(2) * edge_vectors.unsqueeze(1)).double()
+                edge_structure = batch.atom_structure[batch.centers]
+                virial = torch.zeros((batch.n_structures, 3, 3), dtype=torch.float64, device=grad.device)
+                virial = virial.index_add(0, edge_structure, per_edge)
+                sym = 0.5 * (virial + virial.transpose(1, 2))
+                out["stress"] = sym / batch.volume.unsqueeze(-1).unsqueeze(-1)
+        return out
+
+    def checkpoint_state(self) -> dict:
+        return {"options": asdict(self.options), "state_dict": self.state_dict()}
+
+    @classmethod
+    def from_checkpoint_state(cls, state: dict) -> "GMNN":
+        model = cls(ModelOptions(**state["options"]))
+        model.load_state_dict(state["state_dict"])
+        return model
+
+
+def build_model(elements: Sequence, cutoff: float = 5.0, n_radial: int = 5, n_basis: int = 7,
+                r_min: float = 0.5, hidden: Sequence[int] = (512, 512), dtype: str = "float32") -> GMNN:
+    """A default, untrained GM-NN for the given elements (symbols like "C" or atomic numbers)."""
+    numbers = []
+    for el in elements:
+        if isinstance(el, str):
+            if el not in ATOMIC_NUMBERS:
+                raise ValueError(f"unknown element symbol {el!r}")
+            numbers.append(ATOMIC_NUMBERS[el])
+        else:
+            numbers.append(int(el))
+    return GMNN(ModelOptions(sorted(numbers), cutoff, n_radial, n_basis, r_min, tuple(hidden), dtype))

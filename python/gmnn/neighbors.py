@@ -1,0 +1,53 @@
+"""Neighbour lists: all directed pairs (i, j, image) with |x_j + S.cell - x_i| < cutoff.
+
+Built on ASE's `primitive_neighbor_list`, a binned (cell-list) O(N) algorithm that handles
+periodic cells smaller than the cutoff (several images of the same atom) and free molecules.
+Edges follow the convention of docs/model_file.md: vector = x_j - x_i (+ periodic shift).
+"""
+from dataclasses import dataclass
+
+import numpy as np
+from ase.neighborlist import primitive_neighbor_list
+
+
+@dataclass
+class NeighborList:
+    centers: np.ndarray    # (E,) int64, atom i
+    neighbors: np.ndarray  # (E,) int64, atom j
+    vectors: np.ndarray    # (E, 3) float64, x_j - x_i + shift (Angstrom)
+
+
+def neighbor_list(positions, cutoff: float, cell=None, pbc=(False, False, False)) -> NeighborList:
+    positions = np.asarray(positions, dtype=np.float64)
+    pbc = np.asarray(pbc, dtype=bool).reshape(3)
+    cell = np.zeros((3, 3)) if cell is None else np.asarray(cell, dtype=np.float64).reshape(3, 3)
+    if len(positions) == 0:
+        empty = np.zeros(0, dtype=np.int64)
+        return NeighborList(empty, empty.copy(), np.zeros((0, 3)))
+    if not np.all(np.isfinite(positions)):
+        bad = np.flatnonzero(~np.all(np.isfinite(positions), axis=1))
+        raise ValueError(f"non-finite positions for atoms {bad[:10].tolist()}")
+    if pbc.any() and abs(np.linalg.det(cell[pbc][:, pbc] if pbc.all() else cell)) < 1e-12 and pbc.all():
+        raise ValueError("periodic structure with a degenerate (zero-volume) cell")
+    # ASE needs a complete cell; directions that are not periodic only bin the atoms,
+    # so an orthogonal box around the atoms serves there.
+    cell = _complete_cell(cell, positions, pbc)
+    i, j, d = primitive_neighbor_list("ijD", pbc, cell, positions, float(cutoff),
+                                      self_interaction=False, use_scaled_positions=False)
+    return NeighborList(i.astype(np.int64), j.astype(np.int64), d)
+
+
+def _complete_cell(cell: np.ndarray, positions: np.ndarray, pbc: np.ndarray) -> np.ndarray:
+    out = cell.copy()
+    extent = positions.max(axis=0) - positions.min(axis=0) + 1.0
+    for k in range(3):
+        if not pbc[k] and np.linalg.norm(out[k]) < 1e-12:
+            out[k] = 0.0
+            out[k, k] = extent[k]
+    if abs(np.linalg.det(out)) < 1e-12:
+        # a non-periodic direction collinear with the others: fall back to an orthogonal box
+        for k in range(3):
+            if not pbc[k]:
+                out[k] = 0.0
+                out[k, k] = extent[k]
+    return out

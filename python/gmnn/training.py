@@ -1,0 +1,296 @@
+"""Training loop: loss, optimiser, learning-rate decay, validation, early stopping,
+checkpoints (best and last, atomic), per-epoch CSV metrics and exact resumption.
+
+Resumption is exact because checkpoints are taken at epoch boundaries and the batch order of
+epoch e is a pure function of (seed, e); an interrupted epoch is simply run again.
+"""
+import csv
+import logging
+import math
+import os
+import signal
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Dict, List, Optional, Sequence
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from . import __version__
+from .checkpoint import load_checkpoint, save_checkpoint
+from .config import Config, config_from_dict, config_to_dict
+from .data import read_structures, split_indices
+from .evaluation import Predictions, error_metrics, format_table, predict_graphs, write_json
+from .graph import StructureGraph, build_graphs, collate
+from .model import GMNN, ModelOptions
+from .scale_shift import fit_scale_shift
+
+log = logging.getLogger(__name__)
+
+METRIC_COLUMNS = ["epoch", "lr", "train_loss", "valid_loss", "valid_energy_mae", "valid_energy_rmse",
+                  "valid_energy_per_atom_mae", "valid_forces_mae", "valid_forces_rmse", "seconds"]
+
+
+def loss_terms(out: Dict[str, torch.Tensor], batch, energy_weight: float, force_weight: float) -> torch.Tensor:
+    """w_E * mean_b (E_b - E_ref)^2 / N_b  +  w_F * mean over atoms and components |F - F_ref|^2."""
+    loss = torch.zeros((), dtype=torch.float64)
+    if energy_weight > 0 and batch.energy is not None:
+        loss = loss + energy_weight * ((out["energy"] - batch.energy) ** 2 / batch.n_atoms).mean()
+    if force_weight > 0 and batch.forces is not None:
+        mask = batch.force_mask
+        diff = out["forces"][mask].double() - batch.forces[mask]
+        loss = loss + force_weight * (diff**2).mean()
+    return loss
+
+
+def validation_loss(p: Predictions, energy_weight: float, force_weight: float) -> float:
+    """The training loss evaluated on a whole set (what early stopping watches)."""
+    total = 0.0
+    has_e = np.isfinite(p.energy_ref)
+    if energy_weight > 0 and has_e.any():
+        total += energy_weight * float(np.mean((p.energy - p.energy_ref)[has_e] ** 2 / p.n_atoms[has_e]))
+    has_f = np.all(np.isfinite(p.forces_ref), axis=1)
+    if force_weight > 0 and has_f.any():
+        total += force_weight * float(np.mean((p.forces - p.forces_ref)[has_f] ** 2))
+    return total
+
+
+def param_groups(model: GMNN, lr: float, layer_lr_factor: float = 1.0, freeze: Sequence[str] = ()) -> List[dict]:
+    """One optimizer group per layer (input -> output); layer l gets
+    lr / layer_lr_factor^(L - l) (discriminative fine-tuning). Frozen layers get no group and
+    requires_grad=False."""
+    groups = model.layer_groups()
+    names = [name for name, _ in groups]
+    unknown = set(freeze) - set(names)
+    if unknown:
+        raise ValueError(f"cannot freeze unknown layer(s) {sorted(unknown)}; layers: {names}")
+    top = len(groups) - 1
+    out = []
+    for level, (name, params) in enumerate(groups):
+        frozen = name in freeze
+        for p in params:
+            p.requires_grad_(not frozen)
+        if not frozen:
+            out.append({"params": params, "lr": lr / layer_lr_factor ** (top - level), "name": name})
+    return out
+
+
+def lr_lambda(total_steps: int, final_factor: float, decay: str):
+    total = max(total_steps, 1)
+    if decay == "linear":
+        return lambda step: 1.0 - (1.0 - final_factor) * min(step, total) / total
+    return lambda step: final_factor ** (min(step, total) / total)
+
+
+class _Interrupted(Exception):
+    pass
+
+
+@dataclass
+class PreparedData:
+    train: List[StructureGraph]
+    valid: List[StructureGraph]
+    test: List[StructureGraph]
+    elements: List[int]
+
+
+def load_data(config: Config, elements: Optional[List[int]] = None) -> PreparedData:
+    d = config.data
+    read = lambda path: read_structures(path, energy_key=d.energy_key, forces_key=d.forces_key,
+                                        energy_unit=d.energy_unit, force_unit=d.force_unit,
+                                        length_unit=d.length_unit, level=d.level)
+    structures = read(d.train_file)
+    if d.valid_file:
+        train_s, valid_s = structures[:d.n_train] if d.n_train else structures, read(d.valid_file)
+        if d.n_valid:
+            valid_s = valid_s[:d.n_valid]
+    else:
+        n_train = d.n_train if d.n_train is not None else len(structures) - d.n_valid
+        tr, va = split_indices(len(structures), n_train, d.n_valid, d.split_seed, d.shuffle_split)
+        train_s, valid_s = [structures[k] for k in tr], [structures[k] for k in va]
+    test_s = read(d.test_file) if d.test_file else []
+    if elements is None:
+        if config.model.elements:
+            from ase.data import atomic_numbers
+            elements = sorted(atomic_numbers[s] for s in config.model.elements)
+        else:
+            elements = sorted({int(z) for s in train_s for z in s.numbers})
+    cutoff = config.model.cutoff
+    return PreparedData(build_graphs(train_s, elements, cutoff, progress=True),
+                        build_graphs(valid_s, elements, cutoff, progress=True),
+                        build_graphs(test_s, elements, cutoff, progress=True), elements)
+
+
+def check_output_dir(path: Path) -> None:
+    """Fail before training, not after hours, if results cannot be written."""
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        probe = path / ".write_test"
+        with open(probe, "wb") as f:
+            f.write(b"\0" * 65536)
+            f.flush()
+            os.fsync(f.fileno())
+        probe.unlink()
+    except OSError as exc:
+        raise OSError(f"output directory {path} is not writable: {exc}") from exc
+
+
+class Trainer:
+    """Train a GM-NN from a Config. `model` may be given (fine-tuning); else one is built."""
+
+    def __init__(self, config: Config, model: Optional[GMNN] = None, data: Optional[PreparedData] = None,
+                 param_groups_fn=None, fit_scale: bool = True, show_progress: bool = True):
+        self.config = config
+        self.out = Path(config.output_dir)
+        t = config.training
+        torch.manual_seed(t.seed)
+        if t.threads:
+            torch.set_num_threads(t.threads)
+        self.data = data or load_data(config, None if model is None else model.atomic_numbers)
+        if not self.data.train:
+            raise ValueError("no training structures")
+        if model is None:
+            m = config.model
+            model = GMNN(ModelOptions(self.data.elements, m.cutoff, m.n_radial, m.n_basis, m.r_min,
+                                      tuple(m.hidden), m.dtype))
+            fit_scale_shift(model, self.data.train, scale=fit_scale)
+        self.model = model.to(t.device)
+        groups = (param_groups_fn or (lambda mdl: param_groups(mdl, t.lr)))(self.model)
+        self.optimizer = torch.optim.Adam(groups, lr=t.lr, amsgrad=(t.optimizer == "amsgrad"))
+        steps_per_epoch = math.ceil(len(self.data.train) / t.batch_size)
+        self.scheduler = torch.optim.lr_scheduler.LambdaLR(
+            self.optimizer, lr_lambda(t.epochs * steps_per_epoch, t.lr_final_factor, t.decay))
+        self.epoch = 0
+        self.best_loss = math.inf
+        self.best_epoch = 0
+        self.show_progress = show_progress
+
+    # ---- checkpoints ---------------------------------------------------------------------
+    def _payload(self) -> dict:
+        return {"model": self.model.checkpoint_state(), "optimizer": self.optimizer.state_dict(),
+                "scheduler": self.scheduler.state_dict(), "epoch": self.epoch, "best_loss": self.best_loss,
+                "best_epoch": self.best_epoch, "config": config_to_dict(self.config), "gmnn_version": __version__}
+
+    def resume(self, path=None) -> None:
+        path = Path(path or self.out / "last.ckpt")
+        state = load_checkpoint(path)
+        self.model.load_state_dict(state["model"]["state_dict"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scheduler.load_state_dict(state["scheduler"])
+        self.epoch, self.best_loss, self.best_epoch = state["epoch"], state["best_loss"], state["best_epoch"]
+        _truncate_metrics(self.out / "metrics.csv", self.epoch)
+        log.info("resumed from %s at epoch %d", path, self.epoch)
+
+    # ---- the loop ------------------------------------------------------------------------
+    def train_epoch(self) -> float:
+        t = self.config.training
+        self.model.train()
+        order = np.random.default_rng([t.seed, self.epoch]).permutation(len(self.data.train))
+        total, n = 0.0, 0
+        for start in range(0, len(order), t.batch_size):
+            batch = collate([self.data.train[k] for k in order[start:start + t.batch_size]]).to(t.device)
+            out = self.model.predict(batch, forces=t.force_weight > 0, create_graph=True)
+            loss = loss_terms(out, batch, t.energy_weight, t.force_weight)
+            self.optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            self.optimizer.step()
+            self.scheduler.step()
+            total += float(loss.detach()) * batch.n_structures
+            n += batch.n_structures
+        return total / max(n, 1)
+
+    def validate(self) -> Dict[str, float]:
+        t = self.config.training
+        graphs = self.data.valid or self.data.train
+        self.model.eval()
+        preds = predict_graphs(self.model, graphs, t.eval_batch_size, forces=True, device=t.device)
+        metrics = error_metrics(preds)
+        metrics["loss"] = validation_loss(preds, t.energy_weight, t.force_weight)
+        return metrics
+
+    def run(self) -> Dict[str, float]:
+        t = self.config.training
+        check_output_dir(self.out)
+        write_json(self.out / "config.json", config_to_dict(self.config))
+        previous = {s: signal.getsignal(s) for s in (signal.SIGTERM,)}
+
+        def on_term(signum, frame):
+            raise _Interrupted()
+        signal.signal(signal.SIGTERM, on_term)
+        bar = tqdm(total=t.epochs, initial=self.epoch, desc="training", unit="epoch",
+                   disable=not self.show_progress, mininterval=1.0, dynamic_ncols=True)
+        try:
+            while self.epoch < t.epochs:
+                started = time.perf_counter()
+                train_loss = self.train_epoch()
+                metrics = self.validate()
+                self.epoch += 1
+                improved = metrics["loss"] < self.best_loss
+                if improved:
+                    self.best_loss, self.best_epoch = metrics["loss"], self.epoch
+                self._append_metrics(train_loss, metrics, time.perf_counter() - started)
+                payload = self._payload()
+                if improved:
+                    save_checkpoint(self.out / "best.ckpt", payload)
+                save_checkpoint(self.out / "last.ckpt", payload)
+                bar.update(1)
+                bar.set_postfix(E_meV_atom=f"{1000 * metrics['energy_per_atom_mae']:.2f}",
+                                F_meV_A=f"{1000 * metrics['forces_mae']:.1f}", best=self.best_epoch)
+                if t.patience and self.epoch - self.best_epoch >= t.patience:
+                    log.info("early stopping at epoch %d (best %d)", self.epoch, self.best_epoch)
+                    break
+        except (KeyboardInterrupt, _Interrupted):
+            bar.close()
+            print(f"interrupted after epoch {self.epoch}; last.ckpt holds it. "
+                  f"Continue with: gmnn-train <config> --resume")
+            raise SystemExit(130)
+        finally:
+            bar.close()
+            for s, handler in previous.items():
+                signal.signal(s, handler)
+        return self.finish()
+
+    def finish(self) -> Dict[str, Dict[str, float]]:
+        """Evaluate the best model on every set, print a table, write final_metrics.json."""
+        t = self.config.training
+        best = GMNN.from_checkpoint_state(load_checkpoint(self.out / "best.ckpt")["model"]).to(t.device).eval()
+        results = {}
+        for name, graphs in (("train", self.data.train), ("valid", self.data.valid), ("test", self.data.test)):
+            if graphs:
+                results[name] = error_metrics(predict_graphs(best, graphs, t.eval_batch_size, device=t.device))
+        results["best_epoch"] = self.best_epoch
+        write_json(self.out / "final_metrics.json", results)
+        print(format_table({k: v for k, v in results.items() if isinstance(v, dict)}))
+        return results
+
+    def _append_metrics(self, train_loss: float, m: Dict[str, float], seconds: float) -> None:
+        path = self.out / "metrics.csv"
+        new = not path.exists()
+        with open(path, "a", newline="") as f:
+            w = csv.writer(f)
+            if new:
+                w.writerow(METRIC_COLUMNS)
+            w.writerow([self.epoch, self.optimizer.param_groups[-1]["lr"], train_loss, m["loss"], m["energy_mae"],
+                        m["energy_rmse"], m["energy_per_atom_mae"], m["forces_mae"], m["forces_rmse"], seconds])
+
+
+def _truncate_metrics(path: Path, epoch: int) -> None:
+    """Drop CSV rows of epochs after the checkpoint (they will be run again)."""
+    if not path.exists():
+        return
+    with open(path) as f:
+        rows = list(csv.reader(f))
+    kept = [rows[0]] + [r for r in rows[1:] if r and int(r[0]) <= epoch]
+    tmp = path.with_suffix(".tmp")
+    with open(tmp, "w", newline="") as f:
+        csv.writer(f).writerows(kept)
+    os.replace(tmp, path)
+
+
+def train(config: Config, resume: bool = False, show_progress: bool = True) -> Dict:
+    trainer = Trainer(config, show_progress=show_progress)
+    if resume:
+        trainer.resume()
+    return trainer.run()
