@@ -1,0 +1,242 @@
+// gmnn_model.cpp -- the only translation unit that includes libtorch.
+
+#include "gmnn_model.h"
+
+#include <ATen/Parallel.h>
+#include <torch/csrc/autograd/autograd.h>
+#include <torch/cuda.h>
+#include <torch/script.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstdlib>
+#include <cstring>
+#include <fstream>
+#include <set>
+#include <sstream>
+#include <stdexcept>
+
+namespace gmnn {
+
+namespace {
+
+std::string first_line(const std::string &text) {
+  auto end = text.find('\n');
+  return end == std::string::npos ? text : text.substr(0, end);
+}
+
+std::string trim(const std::string &s) {
+  const char *ws = " \t\r\n";
+  auto b = s.find_first_not_of(ws);
+  if (b == std::string::npos) return "";
+  auto e = s.find_last_not_of(ws);
+  return s.substr(b, e - b + 1);
+}
+
+[[noreturn]] void fail(const std::string &path, const std::string &what) {
+  throw std::runtime_error("gmnn model file '" + path + "': " + what);
+}
+
+torch::Device resolve_device(const std::string &request, int local_rank) {
+  std::string req = request.empty() ? "cpu" : request;
+  if (req == "cpu") return torch::Device(torch::kCPU);
+  bool want_cuda = req == "cuda" || req.rfind("cuda:", 0) == 0;
+  if (req != "auto" && !want_cuda)
+    throw std::runtime_error("unknown device '" + request + "' (use auto, cpu, cuda or cuda:N)");
+  if (!cuda_available()) {
+    if (req == "auto") return torch::Device(torch::kCPU);
+    throw std::runtime_error("device '" + request +
+                             "' requested, but this libtorch has no CUDA support or no GPU is "
+                             "visible (use device cpu or auto)");
+  }
+  int n_gpu = static_cast<int>(torch::cuda::device_count());
+  int index = std::max(local_rank, 0) % n_gpu;
+  if (req.rfind("cuda:", 0) == 0) {
+    try {
+      index = std::stoi(req.substr(5));
+    } catch (const std::exception &) {
+      throw std::runtime_error("bad device '" + request + "'");
+    }
+    if (index < 0 || index >= n_gpu)
+      throw std::runtime_error("device '" + request + "' does not exist (" +
+                               std::to_string(n_gpu) + " GPU(s) visible)");
+  }
+  return torch::Device(torch::kCUDA, static_cast<c10::DeviceIndex>(index));
+}
+
+}  // namespace
+
+struct Model::Impl {
+  torch::jit::Module module;
+  torch::Device device{torch::kCPU};
+  torch::Dtype dtype = torch::kFloat64;
+};
+
+bool cuda_available() { return torch::cuda::is_available() && torch::cuda::device_count() > 0; }
+
+int configure_torch_threads(int fallback) {
+  int n = fallback > 0 ? fallback : 1;
+  if (const char *env = std::getenv("OMP_NUM_THREADS")) {
+    char *end = nullptr;
+    long v = std::strtol(env, &end, 10);
+    if (end != env && v > 0) n = static_cast<int>(v);
+  }
+  if (at::get_num_threads() != n) at::set_num_threads(n);
+  return n;
+}
+
+Model::Model(const std::string &path, const std::string &device, int local_rank)
+    : impl_(new Impl), path_(path) {
+  {
+    std::ifstream probe(path, std::ios::binary | std::ios::ate);
+    if (!probe) fail(path, std::string("cannot open (") + std::strerror(errno) + ")");
+    if (probe.tellg() <= 0) fail(path, "the file is empty");
+  }
+
+  torch::jit::ExtraFilesMap extra{{"gmnn/format_version", ""}, {"gmnn/gmnn_version", ""},
+                                  {"gmnn/cutoff", ""},         {"gmnn/atomic_numbers", ""},
+                                  {"gmnn/dtype", ""},          {"gmnn/units", ""}};
+  try {
+    impl_->module = torch::jit::load(path, torch::Device(torch::kCPU), extra);
+  } catch (const std::exception &e) {
+    fail(path, "cannot be read as a TorchScript archive (not a model file, or corrupt/truncated): " +
+                   first_line(e.what()));
+  }
+
+  const std::string version = trim(extra["gmnn/format_version"]);
+  if (version.empty())
+    fail(path, "not a gmnn model (no gmnn/format_version metadata; export it with gmnn-export)");
+  try {
+    size_t used = 0;
+    format_version_ = std::stoi(version, &used);
+    if (used != version.size()) throw std::invalid_argument(version);
+  } catch (const std::exception &) {
+    fail(path, "bad gmnn/format_version '" + version + "'");
+  }
+  if (format_version_ != kFormatVersion)
+    fail(path, "format_version " + std::to_string(format_version_) +
+                   " is not supported; this build of gmnn reads format_version " +
+                   std::to_string(kFormatVersion) + " (re-export the model or update gmnn)");
+
+  const std::string units = trim(extra["gmnn/units"]);
+  if (units != "metal")
+    fail(path, "units '" + units + "' are not supported; gmnn models must use 'metal' (eV, Angstrom)");
+
+  dtype_ = trim(extra["gmnn/dtype"]);
+  if (dtype_ == "float64")
+    impl_->dtype = torch::kFloat64;
+  else if (dtype_ == "float32")
+    impl_->dtype = torch::kFloat32;
+  else
+    fail(path, "bad gmnn/dtype '" + dtype_ + "' (expected float32 or float64)");
+
+  const std::string cut = trim(extra["gmnn/cutoff"]);
+  try {
+    size_t used = 0;
+    cutoff_ = std::stod(cut, &used);
+    if (used != cut.size()) throw std::invalid_argument(cut);
+  } catch (const std::exception &) {
+    fail(path, "bad gmnn/cutoff '" + cut + "'");
+  }
+  if (!(cutoff_ > 0.0)) fail(path, "gmnn/cutoff must be positive, got '" + cut + "'");
+
+  {
+    std::istringstream in(extra["gmnn/atomic_numbers"]);
+    std::string tok;
+    std::set<int> seen;
+    while (in >> tok) {
+      int z = 0;
+      try {
+        size_t used = 0;
+        z = std::stoi(tok, &used);
+        if (used != tok.size()) throw std::invalid_argument(tok);
+      } catch (const std::exception &) {
+        fail(path, "bad entry '" + tok + "' in gmnn/atomic_numbers");
+      }
+      if (z < 1 || z > 118 || !seen.insert(z).second)
+        fail(path, "bad or repeated atomic number " + tok + " in gmnn/atomic_numbers");
+      atomic_numbers_.push_back(z);
+    }
+    if (atomic_numbers_.empty()) fail(path, "gmnn/atomic_numbers is empty");
+  }
+  gmnn_version_ = trim(extra["gmnn/gmnn_version"]);
+
+  try {
+    impl_->device = resolve_device(device, local_rank);
+  } catch (const std::exception &e) {
+    fail(path, e.what());
+  }
+  impl_->module.eval();
+  if (!impl_->device.is_cpu()) impl_->module.to(impl_->device);
+}
+
+Model::~Model() = default;
+
+std::string Model::device() const { return impl_->device.str(); }
+
+int Model::species_index(int z) const {
+  auto it = std::find(atomic_numbers_.begin(), atomic_numbers_.end(), z);
+  return it == atomic_numbers_.end() ? -1 : static_cast<int>(it - atomic_numbers_.begin());
+}
+
+void Model::evaluate(const double *edge_vectors, const int64_t *centers, const int64_t *neighbors,
+                     int64_t n_edges, const int64_t *species, int64_t n_atoms, int64_t n_centers,
+                     bool need_gradients, EvalResult &out) {
+  torch::AutoGradMode grad_mode(need_gradients);
+  const auto f64 = torch::TensorOptions().dtype(torch::kFloat64);
+  const auto i64 = torch::TensorOptions().dtype(torch::kInt64);
+  const auto &dev = impl_->device;
+
+  // The input buffers belong to the caller and are not modified by the module; from_blob avoids
+  // copies on the CPU. The float64 edge vectors become a fresh leaf tensor in the model dtype.
+  torch::Tensor vec = torch::from_blob(const_cast<double *>(edge_vectors), {n_edges, 3}, f64);
+  if (impl_->dtype != torch::kFloat64 || !dev.is_cpu())
+    vec = vec.to(dev, impl_->dtype);
+  else
+    vec = vec.detach();  // a leaf that does not alias autograd history
+  if (need_gradients) vec.requires_grad_(true);
+  torch::Tensor c = torch::from_blob(const_cast<int64_t *>(centers), {n_edges}, i64);
+  torch::Tensor nb = torch::from_blob(const_cast<int64_t *>(neighbors), {n_edges}, i64);
+  torch::Tensor sp = torch::from_blob(const_cast<int64_t *>(species), {n_atoms}, i64);
+  if (!dev.is_cpu()) {
+    c = c.to(dev);
+    nb = nb.to(dev);
+    sp = sp.to(dev);
+  }
+
+  std::vector<torch::jit::IValue> inputs{vec, c, nb, sp, n_centers};
+  torch::Tensor energies;
+  try {
+    energies = impl_->module.forward(inputs).toTensor();
+  } catch (const std::exception &e) {
+    throw std::runtime_error("gmnn model '" + path_ + "' failed in forward: " + first_line(e.what()));
+  }
+  if (energies.dim() != 1 || energies.size(0) != n_centers)
+    throw std::runtime_error("gmnn model '" + path_ + "' returned atomic energies of shape " +
+                             c10::str(energies.sizes()) + ", expected [" +
+                             std::to_string(n_centers) + "]");
+
+  torch::Tensor e_cpu = energies.detach().to(torch::kCPU, torch::kFloat64).contiguous();
+  out.atomic_energies.assign(e_cpu.data_ptr<double>(), e_cpu.data_ptr<double>() + n_centers);
+  double total = 0.0;
+  for (double e : out.atomic_energies) total += e;
+  out.energy = total;
+
+  out.edge_gradients.assign(3 * static_cast<size_t>(n_edges), 0.0);
+  if (!need_gradients || n_edges == 0 || !energies.requires_grad()) return;
+  torch::Tensor grad;
+  try {
+    auto grads = torch::autograd::grad({energies.sum()}, {vec}, /*grad_outputs=*/{},
+                                       /*retain_graph=*/false, /*create_graph=*/false,
+                                       /*allow_unused=*/true);
+    grad = grads[0];
+  } catch (const std::exception &e) {
+    throw std::runtime_error("gmnn model '" + path_ + "' failed in backward: " + first_line(e.what()));
+  }
+  if (!grad.defined()) return;  // energy independent of the edges
+  grad = grad.to(torch::kCPU, torch::kFloat64).contiguous();
+  std::memcpy(out.edge_gradients.data(), grad.data_ptr<double>(),
+              sizeof(double) * 3 * static_cast<size_t>(n_edges));
+}
+
+}  // namespace gmnn

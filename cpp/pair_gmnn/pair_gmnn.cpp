@@ -1,0 +1,362 @@
+// pair_gmnn.cpp -- LAMMPS pair style gmnn (see pair_gmnn.h for the input syntax).
+//
+// Each step: build the directed edge list (i local, j local or ghost, |r_ij| < cutoff) from the
+// full neighbour list, evaluate the TorchScript model for the atomic energies of the local atoms,
+// take dE/d(r_ij) in one backward pass, and assemble
+//   F_i += g_ij, F_j -= g_ij,   W_ab -= r_ij,a g_ij,b   (half to atom i, half to atom j per atom).
+// Forces on ghosts go back to their owners by LAMMPS' own reverse communication with
+// newton_pair on, and by this style's reverse communication with newton_pair off.
+
+#include "pair_gmnn.h"
+
+#include "gmnn_model.h"
+
+#include "atom.h"
+#include "comm.h"
+#include "error.h"
+#include "force.h"
+#include "memory.h"
+#include "neigh_list.h"
+#include "neighbor.h"
+#include "update.h"
+#include "utils.h"
+
+#include <cstring>
+#include <exception>
+
+using namespace LAMMPS_NS;
+
+PairGMNN::PairGMNN(LAMMPS *lmp) : Pair(lmp), result_(new gmnn::EvalResult)
+{
+  single_enable = 0;
+  restartinfo = 0;
+  one_coeff = 1;
+  manybody_flag = 1;
+  no_virial_fdotr_compute = 1;    // the virial comes from the edges, exact with newton on or off
+  centroidstressflag = CENTROID_NOTAVAIL;
+  // 3 force + 6 per-atom virial components; also used with newton_pair off
+  comm_reverse = 9;
+  comm_reverse_off = 9;
+}
+
+PairGMNN::~PairGMNN()
+{
+  if (allocated) {
+    memory->destroy(setflag);
+    memory->destroy(cutsq);
+  }
+}
+
+void PairGMNN::allocate()
+{
+  allocated = 1;
+  const int n = atom->ntypes;
+  memory->create(setflag, n + 1, n + 1, "pair:setflag");
+  memory->create(cutsq, n + 1, n + 1, "pair:cutsq");
+  for (int i = 1; i <= n; i++)
+    for (int j = i; j <= n; j++) setflag[i][j] = 0;
+  type_species_.assign(n + 1, -1);
+  type_elements_.assign(n + 1, "NULL");
+}
+
+/* ----------------------------------------------------------------------
+   pair_style gmnn [device auto|cpu|cuda|cuda:N] [debug yes|no]
+------------------------------------------------------------------------- */
+
+void PairGMNN::settings(int narg, char **arg)
+{
+  int iarg = 0;
+  while (iarg < narg) {
+    const std::string key = arg[iarg];
+    if (iarg + 1 >= narg) error->all(FLERR, "pair_style gmnn: keyword '{}' needs a value", key);
+    const std::string value = arg[iarg + 1];
+    if (key == "device") {
+      if (value != "auto" && value != "cpu" && value != "cuda" && !utils::strmatch(value, "^cuda:\\d+$"))
+        error->all(FLERR, "pair_style gmnn: device must be auto, cpu, cuda or cuda:N, got '{}'", value);
+      device_request_ = value;
+    } else if (key == "debug") {
+      debug_ = utils::logical(FLERR, value, false, lmp);
+    } else {
+      error->all(FLERR, "pair_style gmnn: unknown keyword '{}' (expected device or debug)", key);
+    }
+    iarg += 2;
+  }
+}
+
+/* ----------------------------------------------------------------------
+   pair_coeff * * model.pt El1 El2 ... (one per atom type; NULL = not handled by gmnn)
+------------------------------------------------------------------------- */
+
+void PairGMNN::coeff(int narg, char **arg)
+{
+  if (!allocated) allocate();
+  const int ntypes = atom->ntypes;
+  if (narg < 3 || strcmp(arg[0], "*") != 0 || strcmp(arg[1], "*") != 0)
+    error->all(FLERR, "pair_coeff for gmnn must be: pair_coeff * * <model file> <element per atom type>");
+  const int nelem = narg - 3;
+  if (nelem != ntypes)
+    error->all(FLERR,
+               "pair_coeff gmnn: {} atom type(s) need {} element symbol(s) (or NULL) after the "
+               "model file, got {}",
+               ntypes, ntypes, nelem);
+
+  load_model(arg[2]);
+
+  std::string known;
+  for (int z : model_->atomic_numbers()) known += " " + gmnn::chemical_symbol(z);
+
+  for (int t = 1; t <= ntypes; t++) {
+    const std::string sym = arg[2 + t];
+    type_elements_[t] = sym;
+    if (sym == "NULL") {
+      type_species_[t] = -1;
+      continue;
+    }
+    const int z = gmnn::atomic_number(sym);
+    if (z < 0) error->all(FLERR, "pair_coeff gmnn: unknown element symbol '{}' for atom type {}", sym, t);
+    const int s = model_->species_index(z);
+    if (s < 0)
+      error->all(FLERR, "pair_coeff gmnn: element {} (atom type {}) is not in model '{}'; it has:{}",
+                 sym, t, model_->path(), known);
+    type_species_[t] = s;
+  }
+
+  int count = 0;
+  for (int i = 1; i <= ntypes; i++)
+    for (int j = i; j <= ntypes; j++) {
+      setflag[i][j] = (type_species_[i] >= 0 && type_species_[j] >= 0) ? 1 : 0;
+      count += setflag[i][j];
+    }
+  if (count == 0) error->all(FLERR, "pair_coeff gmnn: all atom types are NULL");
+}
+
+void PairGMNN::load_model(const std::string &path)
+{
+  // every rank reads the file; if any rank fails, all stop with that rank's message
+  std::string message;
+  try {
+    model_ = std::make_unique<gmnn::Model>(path, device_request_, comm->me);
+  } catch (const std::exception &e) {
+    model_.reset();
+    message = e.what();
+  }
+  int ok = message.empty() ? 1 : 0, all_ok = 0;
+  MPI_Allreduce(&ok, &all_ok, 1, MPI_INT, MPI_MIN, world);
+  if (!all_ok) {
+    if (!ok) error->one(FLERR, "pair_coeff gmnn: {}", message);
+    error->all(FLERR, "pair_coeff gmnn: could not load model '{}' on some MPI ranks", path);
+  }
+  cutoff_ = model_->cutoff();
+
+  if (comm->me == 0) {
+    std::string elems;
+    for (int z : model_->atomic_numbers()) elems += " " + gmnn::chemical_symbol(z);
+    utils::logmesg(lmp,
+                   "pair gmnn: model {} (format {}, gmnn {}), cutoff {} A, dtype {}, device {}, "
+                   "elements:{}\n",
+                   path, model_->format_version(), model_->gmnn_version(), cutoff_, model_->dtype(),
+                   model_->device(), elems);
+  }
+}
+
+void PairGMNN::init_style()
+{
+  if (strcmp(update->unit_style, "metal") != 0)
+    error->all(FLERR, "pair_style gmnn requires 'units metal' (eV, Angstrom); this input uses 'units {}'",
+               update->unit_style);
+  if (!model_) error->all(FLERR, "pair_style gmnn: no model loaded; use pair_coeff * * <model file> ...");
+  if (atom->ntypes + 1 != static_cast<int>(type_species_.size()))
+    error->all(FLERR, "pair_style gmnn: the number of atom types changed after pair_coeff");
+
+  neighbor->add_request(this, NeighConst::REQ_FULL);
+
+  const int nthreads = gmnn::configure_torch_threads(1);
+  if (comm->me == 0)
+    utils::logmesg(lmp, "pair gmnn: {} torch thread(s) per MPI rank (set OMP_NUM_THREADS to change)\n",
+                   nthreads);
+}
+
+double PairGMNN::init_one(int i, int j)
+{
+  if (setflag[i][j] == 0 && !(type_species_[i] >= 0 && type_species_[j] >= 0))
+    error->all(FLERR, "pair_style gmnn: pair coefficients for types {} {} are not set", i, j);
+  return cutoff_;
+}
+
+/* ---------------------------------------------------------------------- */
+
+void PairGMNN::compute(int eflag, int vflag)
+{
+  ev_init(eflag, vflag);
+
+  double **x = atom->x;
+  double **f = atom->f;
+  const int *type = atom->type;
+  const int nlocal = atom->nlocal;
+  const int nall = nlocal + atom->nghost;
+  const bool newton = force->newton_pair != 0;
+
+  const int inum = list->inum;
+  const int *ilist = list->ilist;
+  const int *numneigh = list->numneigh;
+  int **firstneigh = list->firstneigh;
+  const int *species_of = type_species_.data();
+
+  species_.resize(nall);
+  for (int a = 0; a < nall; a++) {
+    const int s = species_of[type[a]];
+    species_[a] = s >= 0 ? s : 0;    // NULL-type atoms are in no edge and their energy is dropped
+  }
+
+  edge_vectors_.clear();
+  centers_.clear();
+  neighbors_.clear();
+  const double cut2 = cutoff_ * cutoff_;
+  for (int ii = 0; ii < inum; ii++) {
+    const int i = ilist[ii];
+    if (species_of[type[i]] < 0) continue;
+    const double xi = x[i][0], yi = x[i][1], zi = x[i][2];
+    const int *jlist = firstneigh[i];
+    const int jnum = numneigh[i];
+    for (int jj = 0; jj < jnum; jj++) {
+      const int j = jlist[jj] & NEIGHMASK;
+      if (species_of[type[j]] < 0) continue;
+      const double dx = x[j][0] - xi, dy = x[j][1] - yi, dz = x[j][2] - zi;
+      if (dx * dx + dy * dy + dz * dz >= cut2) continue;
+      edge_vectors_.push_back(dx);
+      edge_vectors_.push_back(dy);
+      edge_vectors_.push_back(dz);
+      centers_.push_back(i);
+      neighbors_.push_back(j);
+    }
+  }
+  const int64_t n_edges = static_cast<int64_t>(centers_.size());
+
+  if (debug_) {
+    utils::logmesg(lmp, "pair gmnn debug: rank {} step {}: {} local, {} ghost atoms, {} edges\n",
+                   comm->me, update->ntimestep, nlocal, nall - nlocal, n_edges);
+    for (int64_t e = 0; e < n_edges; e++)
+      utils::logmesg(lmp, "  edge {} -> {} (tags {} {}) {:.10f} {:.10f} {:.10f}\n", centers_[e],
+                     neighbors_[e], atom->tag[centers_[e]], atom->tag[neighbors_[e]],
+                     edge_vectors_[3 * e], edge_vectors_[3 * e + 1], edge_vectors_[3 * e + 2]);
+  }
+
+  gmnn::EvalResult &res = *result_;
+  if (nlocal > 0) {
+    try {
+      model_->evaluate(edge_vectors_.data(), centers_.data(), neighbors_.data(), n_edges,
+                       species_.data(), nall, nlocal, true, res);
+    } catch (const std::exception &e) {
+      error->one(FLERR, "pair gmnn: {}", e.what());
+    }
+  } else {
+    res.energy = 0.0;
+    res.atomic_energies.clear();
+    res.edge_gradients.clear();
+  }
+
+  if (eflag_either) {
+    for (int i = 0; i < nlocal; i++) {
+      if (species_of[type[i]] < 0) continue;
+      const double e = res.atomic_energies[i];
+      if (eflag_global) eng_vdwl += e;
+      if (eflag_atom) eatom[i] += e;
+    }
+  }
+
+  // forces and per-atom virial: straight into f/vatom (ghosts included) with newton on, which
+  // LAMMPS sums back to the owners; with newton off into a private buffer that this style
+  // reverse-communicates itself.
+  const bool per_atom_virial = vflag_atom != 0;
+  accum_stride_ = per_atom_virial ? 9 : 3;
+  if (!newton) accum_.assign(static_cast<size_t>(nall) * accum_stride_, 0.0);
+  const double *g = res.edge_gradients.data();
+  const double *r = edge_vectors_.data();
+  for (int64_t e = 0; e < n_edges; e++) {
+    const int i = static_cast<int>(centers_[e]);
+    const int j = static_cast<int>(neighbors_[e]);
+    const double gx = g[3 * e], gy = g[3 * e + 1], gz = g[3 * e + 2];
+    const double rx = r[3 * e], ry = r[3 * e + 1], rz = r[3 * e + 2];
+    double v[6] = {0, 0, 0, 0, 0, 0};
+    if (vflag_either) {
+      v[0] = -rx * gx;
+      v[1] = -ry * gy;
+      v[2] = -rz * gz;
+      v[3] = -0.5 * (rx * gy + ry * gx);
+      v[4] = -0.5 * (rx * gz + rz * gx);
+      v[5] = -0.5 * (ry * gz + rz * gy);
+      if (vflag_global)
+        for (int k = 0; k < 6; k++) virial[k] += v[k];
+    }
+    if (newton) {
+      f[i][0] += gx;
+      f[i][1] += gy;
+      f[i][2] += gz;
+      f[j][0] -= gx;
+      f[j][1] -= gy;
+      f[j][2] -= gz;
+      if (per_atom_virial)
+        for (int k = 0; k < 6; k++) {
+          vatom[i][k] += 0.5 * v[k];
+          vatom[j][k] += 0.5 * v[k];
+        }
+    } else {
+      double *ai = &accum_[static_cast<size_t>(i) * accum_stride_];
+      double *aj = &accum_[static_cast<size_t>(j) * accum_stride_];
+      ai[0] += gx;
+      ai[1] += gy;
+      ai[2] += gz;
+      aj[0] -= gx;
+      aj[1] -= gy;
+      aj[2] -= gz;
+      if (per_atom_virial)
+        for (int k = 0; k < 6; k++) {
+          ai[3 + k] += 0.5 * v[k];
+          aj[3 + k] += 0.5 * v[k];
+        }
+    }
+  }
+
+  if (!newton) {
+    comm->reverse_comm(this);
+    for (int i = 0; i < nlocal; i++) {
+      const double *ai = &accum_[static_cast<size_t>(i) * accum_stride_];
+      f[i][0] += ai[0];
+      f[i][1] += ai[1];
+      f[i][2] += ai[2];
+      if (per_atom_virial)
+        for (int k = 0; k < 6; k++) vatom[i][k] += ai[3 + k];
+    }
+  }
+}
+
+/* ---------------------------------------------------------------------- */
+
+int PairGMNN::pack_reverse_comm(int n, int first, double *buf)
+{
+  int m = 0;
+  const int last = first + n;
+  for (int i = first; i < last; i++) {
+    const double *a = &accum_[static_cast<size_t>(i) * accum_stride_];
+    for (int k = 0; k < accum_stride_; k++) buf[m++] = a[k];
+  }
+  return m;
+}
+
+void PairGMNN::unpack_reverse_comm(int n, int *list, double *buf)
+{
+  int m = 0;
+  for (int i = 0; i < n; i++) {
+    double *a = &accum_[static_cast<size_t>(list[i]) * accum_stride_];
+    for (int k = 0; k < accum_stride_; k++) a[k] += buf[m++];
+  }
+}
+
+double PairGMNN::memory_usage()
+{
+  double bytes = Pair::memory_usage();
+  bytes += sizeof(double) * (edge_vectors_.capacity() + accum_.capacity());
+  bytes += sizeof(int64_t) * (centers_.capacity() + neighbors_.capacity() + species_.capacity());
+  bytes += sizeof(double) * (result_->atomic_energies.capacity() + result_->edge_gradients.capacity());
+  return bytes;
+}

@@ -1,0 +1,60 @@
+// pair_gmnn.h -- LAMMPS pair style for exported gmnn (Gaussian Moment Neural Network) models.
+//
+//   pair_style gmnn [device auto|cpu|cuda|cuda:N]
+//   pair_coeff * * model.pt C H O      (one element symbol or NULL per atom type)
+//
+// Needs `units metal`. Works with newton_pair on and off, any number of MPI ranks, periodic or
+// not, orthogonal or triclinic boxes; global and per-atom energy and virial.
+
+#ifndef LMP_PAIR_GMNN_H
+#define LMP_PAIR_GMNN_H
+
+#include "pair.h"
+
+#include <memory>
+#include <string>
+#include <vector>
+
+namespace gmnn {
+class Model;
+struct EvalResult;
+}  // namespace gmnn
+
+namespace LAMMPS_NS {
+
+class PairGMNN : public Pair {
+ public:
+  PairGMNN(class LAMMPS *);
+  ~PairGMNN() override;
+
+  void compute(int, int) override;
+  void settings(int, char **) override;
+  void coeff(int, char **) override;
+  void init_style() override;
+  double init_one(int, int) override;
+  int pack_reverse_comm(int, int, double *) override;
+  void unpack_reverse_comm(int, int *, double *) override;
+  double memory_usage() override;
+
+ protected:
+  void allocate();
+  void load_model(const std::string &path);
+
+  std::string device_request_ = "auto";
+  std::unique_ptr<gmnn::Model> model_;
+  std::unique_ptr<gmnn::EvalResult> result_;
+  std::vector<int> type_species_;  // [ntypes + 1]; model element index per type, -1 for NULL
+  std::vector<std::string> type_elements_;
+  double cutoff_ = 0.0;
+  int debug_ = 0;
+
+  // buffers reused between steps
+  std::vector<double> edge_vectors_;
+  std::vector<int64_t> centers_, neighbors_, species_;
+  std::vector<double> accum_;  // newton off: per-atom forces (+ virial) incl. ghosts
+  int accum_stride_ = 3;
+};
+
+}  // namespace LAMMPS_NS
+
+#endif

