@@ -20,7 +20,9 @@ class ConfigError(ValueError):
 @dataclass
 class DataConfig:
     train_file: str = ""                 # structures to train on (extxyz/ASE, .npz, ANI .h5)
-    valid_file: Optional[str] = None     # separate validation file; else split from train_file
+    train_index: str = ":"               # frames of train_file to use, ASE-style "start:stop"
+    valid_file: Optional[str] = None     # separate validation file (may be train_file); else split
+    valid_index: str = ":"               # frames of valid_file, e.g. "80:" with valid_file = train_file
     test_file: Optional[str] = None      # optional held-out set, evaluated with the best model
     energy_key: str = "auto"             # property name; "auto" detects, "none" ignores
     forces_key: str = "auto"

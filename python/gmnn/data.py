@@ -67,14 +67,28 @@ def read_structures(path, *, energy_key: str = AUTO, forces_key: str = AUTO,
     if suffix == ".npz":
         structures = _read_npz(path, energy_key, forces_key, energy_unit or "kcal/mol",
                                force_unit, length_unit or "Angstrom")
+        structures = structures[parse_index(index)]
     elif suffix in (".h5", ".hdf5"):
         structures = _read_ani_h5(path, level, energy_unit or "Hartree", force_unit, length_unit or "Angstrom")
+        structures = structures[parse_index(index)]
     else:
         structures = _read_ase(path, energy_key, forces_key, energy_unit or "eV", force_unit,
                                length_unit or "Angstrom", index)
     for s in structures:
         check_structure(s)
     return structures
+
+
+def parse_index(index: str) -> slice:
+    """ASE-style frame selection "start:stop[:step]" (or a single integer) as a slice."""
+    parts = str(index).split(":")
+    try:
+        if len(parts) == 1:
+            k = int(parts[0])
+            return slice(k, k + 1 if k != -1 else None)
+        return slice(*(int(p) if p else None for p in parts))
+    except (TypeError, ValueError):
+        raise DataError(f"bad index {index!r}: expected 'start:stop[:step]'") from None
 
 
 def check_structure(s: Structure) -> None:

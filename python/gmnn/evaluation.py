@@ -19,6 +19,27 @@ class Predictions:
     forces_ref: np.ndarray        # (sum N, 3) reference (NaN where missing)
 
 
+class ForwardPredictor:
+    """`predict(batch)` for a model known only by its edges -> atomic energies function
+    (an exported TorchScript file), so exported files are evaluated exactly as LAMMPS runs them."""
+
+    def __init__(self, loaded):
+        self.loaded = loaded
+        self.atomic_numbers, self.cutoff = loaded.atomic_numbers, loaded.cutoff
+
+    def predict(self, batch, forces: bool = True) -> Dict[str, torch.Tensor]:
+        vectors = batch.edge_vectors.to(self.loaded.dtype).requires_grad_(forces)
+        n = batch.species.shape[0]
+        atomic = self.loaded.atomic_energies(vectors, batch.centers, batch.neighbors, batch.species, n)
+        energy = torch.zeros(batch.n_structures, dtype=torch.float64).index_add(0, batch.atom_structure, atomic.double())
+        out = {"energy": energy}
+        if forces:
+            (grad,) = torch.autograd.grad(atomic.sum(), vectors)
+            f = torch.zeros((n, 3), dtype=grad.dtype)
+            out["forces"] = f.index_add(0, batch.centers, grad).index_add(0, batch.neighbors, -grad)
+        return out
+
+
 def predict_graphs(model, graphs: Sequence[StructureGraph], batch_size: int = 64,
                    forces: bool = True, device="cpu") -> Predictions:
     energies, forces_pred = [], []
@@ -63,12 +84,13 @@ def evaluate(model, graphs, batch_size=64, device="cpu", forces=True):
 
 def format_table(metrics_by_set: Dict[str, Dict[str, float]]) -> str:
     """A fixed-width table in meV units, one row per data set."""
-    head = f"{'set':<12}{'N':>6}{'E MAE':>11}{'E RMSE':>11}{'E/atom MAE':>13}{'E/atom RMSE':>13}{'F MAE':>11}{'F RMSE':>11}"
-    units = f"{'':<12}{'':>6}{'meV':>11}{'meV':>11}{'meV/atom':>13}{'meV/atom':>13}{'meV/A':>11}{'meV/A':>11}"
+    w = max([12] + [len(k) + 2 for k in metrics_by_set])
+    head = f"{'set':<{w}}{'N':>6}{'E MAE':>11}{'E RMSE':>11}{'E/atom MAE':>13}{'E/atom RMSE':>13}{'F MAE':>11}{'F RMSE':>11}"
+    units = f"{'':<{w}}{'':>6}{'meV':>11}{'meV':>11}{'meV/atom':>13}{'meV/atom':>13}{'meV/A':>11}{'meV/A':>11}"
     rows = [head, units]
     for name, m in metrics_by_set.items():
         v = lambda k: 1000.0 * m[k]
-        rows.append(f"{name:<12}{m['n_structures']:>6}{v('energy_mae'):>11.3f}{v('energy_rmse'):>11.3f}"
+        rows.append(f"{name:<{w}}{m['n_structures']:>6}{v('energy_mae'):>11.3f}{v('energy_rmse'):>11.3f}"
                     f"{v('energy_per_atom_mae'):>13.3f}{v('energy_per_atom_rmse'):>13.3f}"
                     f"{v('forces_mae'):>11.2f}{v('forces_rmse'):>11.2f}")
     return "\n".join(rows)

@@ -89,13 +89,17 @@ def as_loaded_model(model) -> LoadedModel:
     path = Path(model)
     if not path.exists():
         raise ModelFileError(f"{path}: model file not found")
-    with open(path, "rb") as f:
-        is_zip = f.read(4) == b"PK\x03\x04"
-    if is_zip:
-        try:
-            return load_exported(path)
-        except ModelFileError as exc:
-            if "not a gmnn model" not in str(exc):
-                raise
+    if _is_torchscript(path):
+        return load_exported(path)
     from .checkpoint import load_model
     return as_loaded_model(load_model(path))
+
+
+def _is_torchscript(path: Path) -> bool:
+    """TorchScript archives hold compiled code (`<name>/code/...`); torch.save checkpoints don't."""
+    import zipfile
+    try:
+        with zipfile.ZipFile(path) as z:
+            return any("/code/" in name for name in z.namelist())
+    except (zipfile.BadZipFile, OSError):
+        return False

@@ -98,12 +98,12 @@ class PreparedData:
 
 def load_data(config: Config, elements: Optional[List[int]] = None) -> PreparedData:
     d = config.data
-    read = lambda path: read_structures(path, energy_key=d.energy_key, forces_key=d.forces_key,
-                                        energy_unit=d.energy_unit, force_unit=d.force_unit,
-                                        length_unit=d.length_unit, level=d.level)
-    structures = read(d.train_file)
+    read = lambda path, index=":": read_structures(path, energy_key=d.energy_key, forces_key=d.forces_key,
+                                                   energy_unit=d.energy_unit, force_unit=d.force_unit,
+                                                   length_unit=d.length_unit, level=d.level, index=index)
+    structures = read(d.train_file, d.train_index)
     if d.valid_file:
-        train_s, valid_s = structures[:d.n_train] if d.n_train else structures, read(d.valid_file)
+        train_s, valid_s = structures[:d.n_train] if d.n_train else structures, read(d.valid_file, d.valid_index)
         if d.n_valid:
             valid_s = valid_s[:d.n_valid]
     else:

@@ -1,0 +1,112 @@
+"""Command-line entry points: gmnn-train, gmnn-eval, gmnn-export.
+
+Errors the user can fix (bad config, bad data, missing files) are printed as one line and
+exit with status 2; anything else is a bug and keeps its traceback.
+"""
+import argparse
+import logging
+import sys
+from pathlib import Path
+
+def _user_errors():
+    from .checkpoint import CheckpointError
+    from .config import ConfigError
+    from .data import DataError
+    from .export import ModelFileError
+    return (ConfigError, DataError, CheckpointError, ModelFileError, FileNotFoundError, OSError)
+
+
+def _run(fn):
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    try:
+        return fn()
+    except _user_errors() as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+
+
+def train_main(argv=None):
+    p = argparse.ArgumentParser(prog="gmnn-train", description="Train a GM-NN potential from a YAML config.")
+    p.add_argument("config", help="YAML config (see examples/ and README)")
+    p.add_argument("--resume", action="store_true", help="continue from <output_dir>/last.ckpt")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    args = p.parse_args(argv)
+
+    def run():
+        from .config import load_config
+        from .training import train
+        train(load_config(args.config), resume=args.resume, show_progress=not args.no_progress)
+        return 0
+    return _run(run)
+
+
+def eval_main(argv=None):
+    p = argparse.ArgumentParser(prog="gmnn-eval", description="Errors of a model on labelled data.")
+    p.add_argument("model", help="checkpoint (.ckpt) or exported model (.pt)")
+    p.add_argument("data", nargs="+", help="data file(s): extxyz/ASE, .npz, ANI .h5")
+    p.add_argument("--energy-key", default="auto")
+    p.add_argument("--forces-key", default="auto")
+    p.add_argument("--energy-unit", default=None, help="e.g. kcal/mol, Hartree (default: the format's)")
+    p.add_argument("--force-unit", default=None)
+    p.add_argument("--length-unit", default=None)
+    p.add_argument("--level", default=None, help="level of theory (ANI HDF5)")
+    p.add_argument("--index", default=":", help="ASE index of frames to read, e.g. '80:'")
+    p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument("--json", default="eval_metrics.json", help="where to write the metrics")
+    p.add_argument("--plot", nargs="?", const="parity", default=None,
+                   help="write parity plots <PREFIX>_<file>.png (default prefix: parity)")
+    args = p.parse_args(argv)
+
+    def run():
+        from .data import read_structures
+        from .evaluation import evaluate, format_table, write_json
+        from .export import as_loaded_model
+        from .graph import build_graphs
+        from .plotting import parity_plot
+        model = _evaluable(as_loaded_model(args.model))
+        results = {}
+        for path in args.data:
+            structures = read_structures(path, energy_key=args.energy_key, forces_key=args.forces_key,
+                                         energy_unit=args.energy_unit, force_unit=args.force_unit,
+                                         length_unit=args.length_unit, level=args.level, index=args.index)
+            graphs = build_graphs(structures, model.atomic_numbers, model.cutoff, progress=True)
+            metrics, preds = evaluate(model, graphs, args.batch_size)
+            results[Path(path).name] = metrics
+            if args.plot:
+                out = parity_plot(preds, f"{args.plot}_{Path(path).stem}.png", title=Path(path).name)
+                print(f"wrote {out}")
+        print(format_table(results))
+        write_json(args.json, results)
+        print(f"wrote {args.json}")
+        return 0
+    return _run(run)
+
+
+def _evaluable(loaded):
+    """Something with .predict(batch) for evaluation, from a GMNN or an exported model."""
+    from .model import GMNN
+    if isinstance(loaded.atomic_energies, GMNN):
+        return loaded.atomic_energies
+    from .evaluation import ForwardPredictor
+    return ForwardPredictor(loaded)
+
+
+def export_main(argv=None):
+    p = argparse.ArgumentParser(prog="gmnn-export", description="Write a TorchScript model file for LAMMPS.")
+    p.add_argument("checkpoint", help="trained checkpoint (.ckpt)")
+    p.add_argument("-o", "--output", required=True, help="model file to write, e.g. model.pt")
+    p.add_argument("--dtype", choices=["float32", "float64"], default=None,
+                   help="precision of the exported model (default: the checkpoint's)")
+    args = p.parse_args(argv)
+
+    def run():
+        from .export import export_model, read_metadata
+        path = export_model(args.checkpoint, args.output, dtype=args.dtype)
+        meta = read_metadata(path)
+        from ase.data import chemical_symbols
+        elements = " ".join(chemical_symbols[int(z)] for z in meta["atomic_numbers"].split())
+        print(f"wrote {path}: elements {elements}, cutoff {meta['cutoff']} A, {meta['dtype']}, "
+              f"format {meta['format_version']}")
+        print(f"LAMMPS:  pair_style gmnn\n         pair_coeff * * {path} {elements}")
+        return 0
+    return _run(run)

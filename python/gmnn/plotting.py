@@ -1,0 +1,68 @@
+"""Plots people look at instead of tables: parity plots and training curves (PNG)."""
+from pathlib import Path
+
+import numpy as np
+
+
+def _pyplot():
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    return plt
+
+
+def parity_plot(predictions, path, title: str = "") -> Path:
+    """Predicted vs reference energy per atom (meV/atom, relative to the mean) and force components."""
+    plt = _pyplot()
+    fig, axes = plt.subplots(1, 2, figsize=(10, 4.6))
+    has_e = np.isfinite(predictions.energy_ref)
+    n = predictions.n_atoms[has_e]
+    ref = predictions.energy_ref[has_e] / n
+    pred = predictions.energy[has_e] / n
+    offset = ref.mean() if len(ref) else 0.0
+    _parity(axes[0], 1000 * (ref - offset), 1000 * (pred - offset), "energy per atom - mean (meV/atom)")
+    has_f = np.all(np.isfinite(predictions.forces_ref), axis=1)
+    _parity(axes[1], 1000 * predictions.forces_ref[has_f].ravel(), 1000 * predictions.forces[has_f].ravel(),
+            "force components (meV/Å)")
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout()
+    path = Path(path)
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
+
+
+def _parity(ax, ref, pred, label):
+    if len(ref) == 0:
+        ax.text(0.5, 0.5, "no labels", ha="center", va="center", transform=ax.transAxes)
+        ax.set_title(label)
+        return
+    lo, hi = float(min(ref.min(), pred.min())), float(max(ref.max(), pred.max()))
+    ax.plot([lo, hi], [lo, hi], color="0.6", lw=1)
+    ax.scatter(ref, pred, s=6, alpha=0.6)
+    mae = np.mean(np.abs(pred - ref))
+    rmse = np.sqrt(np.mean((pred - ref) ** 2))
+    ax.set_xlabel(f"reference {label}")
+    ax.set_ylabel(f"predicted {label}")
+    ax.set_title(f"MAE {mae:.3g}, RMSE {rmse:.3g}")
+    ax.set_aspect("equal", adjustable="datalim")
+
+
+def training_curves(metrics_csv, path) -> Path:
+    """Validation energy and force MAE per epoch from a run's metrics.csv (log scale)."""
+    import csv
+    plt = _pyplot()
+    with open(metrics_csv) as f:
+        rows = list(csv.DictReader(f))
+    epoch = [int(r["epoch"]) for r in rows]
+    fig, ax = plt.subplots(figsize=(6, 4))
+    ax.semilogy(epoch, [1000 * float(r["valid_energy_per_atom_mae"]) for r in rows], label="energy MAE (meV/atom)")
+    ax.semilogy(epoch, [1000 * float(r["valid_forces_mae"]) for r in rows], label="force MAE (meV/Å)")
+    ax.set_xlabel("epoch")
+    ax.set_ylabel("validation error")
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return Path(path)
