@@ -90,8 +90,8 @@ def mpirun():
     return exe
 
 
-def make_model(seed: int = 0, cutoff: float = 4.0, dtype: str = "float64"):
-    """A small untrained GM-NN with realistic shifts and a scale that gives ~eV/Å forces."""
+def make_model(seed: int = 0, cutoff: float = 4.0, scale: float = 3.0):
+    """A small untrained GM-NN with realistic shifts; scale 3 gives forces of ~1 eV/Å."""
     import torch
     import gmnn
     torch.manual_seed(seed)
@@ -99,7 +99,7 @@ def make_model(seed: int = 0, cutoff: float = 4.0, dtype: str = "float64"):
     with torch.no_grad():
         # model element order is by atomic number: H, C, O
         model.scale_shift.shift.copy_(torch.tensor([-13.6, -1029.5, -2041.3]))
-        model.scale_shift.scale.fill_(3.0)
+        model.scale_shift.scale.fill_(scale)
     return model
 
 
@@ -110,6 +110,15 @@ def model_files(tmp_path_factory):
     d = tmp_path_factory.mktemp("models")
     model = make_model()
     return {dt: str(gmnn.export_model(model, d / f"gmnn_{dt}.pt", dtype=dt)) for dt in ("float64", "float32")}
+
+
+@pytest.fixture(scope="session")
+def md_model(tmp_path_factory):
+    """A gentler model for long MD: an untrained network is not a physical potential (it pulls
+    atoms together), with scale 0.1 a 300 K box stays below ~1000 K for 0.25 ps."""
+    import gmnn
+    d = tmp_path_factory.mktemp("md_model")
+    return str(gmnn.export_model(make_model(scale=0.1), d / "gmnn_md.pt", dtype="float64"))
 
 
 @pytest.fixture(scope="session")

@@ -1,0 +1,58 @@
+"""Molecular dynamics with pair_style gmnn: NVE energy conservation, NPT runs."""
+import numpy as np
+
+from conftest import STRUCTURES, lammps_header, write_data
+
+
+def test_nve_conserves_total_energy(inproc, md_model, tmp_path):
+    """1000 steps of 0.25 fs of a periodic ethanol/water/methane box started at 300 K: the
+    total energy stays constant to ~1e-5 eV/atom (forces are the exact gradient of the energy
+    across reneighbouring and periodic boundaries)."""
+    atoms = STRUCTURES["box"]()
+    data = write_data(atoms, tmp_path / "box.data")
+    lmp = inproc.lammps.lammps(cmdargs=["-screen", "none", "-log", "none", "-nocite"])
+    try:
+        lmp.command(f"plugin load {inproc.plugin}")
+        lmp.commands_string(lammps_header(data, True) + f"""
+pair_style gmnn
+pair_coeff * * {md_model} C H O
+velocity all create 300.0 87287 loop geom
+fix nve all nve
+timestep 0.00025
+thermo_style custom step pe ke etotal temp
+run 0
+""")
+        etot, temps = [lmp.get_thermo("etotal")], []
+        for _ in range(20):
+            lmp.command("run 50 pre no post no")
+            etot.append(lmp.get_thermo("etotal"))
+            temps.append(lmp.get_thermo("temp"))
+    finally:
+        lmp.close()
+    etot = np.array(etot)
+    n = len(atoms)
+    drift = (etot[-1] - etot[0]) / n
+    spread = (etot.max() - etot.min()) / n
+    print(f"NVE {n} atoms, 1000 x 0.25 fs: E_tot drift {drift:.2e} eV/atom, max spread {spread:.2e} eV/atom, "
+          f"T in [{min(temps):.0f}, {max(temps):.0f}] K")
+    assert np.isfinite(etot).all()
+    assert max(temps) > 50.0  # the atoms really moved
+    assert spread < 5e-5, (etot - etot[0]) / n
+
+
+def test_npt_runs_and_changes_volume(inproc, model64, tmp_path):
+    """fix npt needs the global virial; a large target pressure must change the volume."""
+    atoms = STRUCTURES["box"]()
+    data = write_data(atoms, tmp_path / "box.data")
+    out = inproc.run(lammps_header(data, True) + f"""
+pair_style gmnn
+pair_coeff * * {model64} C H O
+velocity all create 300.0 1234 loop geom
+fix npt all npt temp 300 300 0.05 iso 20000 20000 0.5
+timestep 0.0005
+thermo_style custom step pe press vol
+run 100
+""", per_atom=False)
+    v0 = atoms.get_volume()
+    print(f"NPT 100 steps at 20 kbar: V {v0:.2f} -> {out['vol']:.2f} A^3")
+    assert np.isfinite(out["pe"]) and out["vol"] < v0
