@@ -1,8 +1,7 @@
 """Bad input to pair_style gmnn gives a LAMMPS error with a clear message, never a crash."""
 import pytest
 
-from conftest import STRUCTURES, lammps_header, run_lmp, write_data
-from test_native import bad_model_files
+from lammps_testing import STRUCTURES, bad_model_files, lammps_header, run_lmp, write_data
 
 
 def run_expecting_error(inproc, commands):

@@ -1,7 +1,7 @@
 """Molecular dynamics with pair_style gmnn: NVE energy conservation, NPT runs."""
 import numpy as np
 
-from conftest import STRUCTURES, lammps_header, write_data
+from lammps_testing import STRUCTURES, lammps_header, write_data
 
 
 def test_nve_conserves_total_energy(inproc, md_model, tmp_path):

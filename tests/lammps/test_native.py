@@ -1,10 +1,9 @@
 """gmnn._native (the C++ evaluator behind pair_style gmnn) against the Python calculator."""
-import zipfile
 
 import numpy as np
 import pytest
 
-from conftest import STRUCTURES, make_model, reference
+from lammps_testing import STRUCTURES, bad_model_files, reference
 
 TOL_E = 1e-9   # eV, float64
 TOL_F = 1e-9   # eV/Å
@@ -83,41 +82,6 @@ def test_unknown_element_is_rejected(native, model64):
 
 
 # ---- bad model files -------------------------------------------------------------------------
-
-def _write_variant(tmp_path, model64, name, **meta_override):
-    """Re-save the exported model with some metadata changed (None = key removed)."""
-    import torch
-    from gmnn.export import META_KEYS
-    extra = {f"gmnn/{k}": "" for k in META_KEYS}
-    module = torch.jit.load(model64, _extra_files=extra)
-    files = {k: v for k, v in extra.items()}
-    for k, v in meta_override.items():
-        if v is None:
-            files.pop(f"gmnn/{k}")
-        else:
-            files[f"gmnn/{k}"] = v
-    path = tmp_path / name
-    torch.jit.save(module, str(path), _extra_files=files)
-    return str(path)
-
-
-def bad_model_files(tmp_path, model64):
-    """name -> (path, expected message fragment); shared with the LAMMPS error tests."""
-    raw = open(model64, "rb").read()
-    files = {}
-    files["missing"] = (str(tmp_path / "does_not_exist.pt"), "cannot open")
-    (tmp_path / "empty.pt").write_bytes(b"")
-    files["empty"] = (str(tmp_path / "empty.pt"), "empty")
-    (tmp_path / "truncated.pt").write_bytes(raw[: len(raw) // 2])
-    files["truncated"] = (str(tmp_path / "truncated.pt"), "TorchScript archive")
-    (tmp_path / "garbage.pt").write_bytes(b"this is not a model\n" * 50)
-    files["garbage"] = (str(tmp_path / "garbage.pt"), "TorchScript archive")
-    files["not_gmnn"] = (_write_variant(tmp_path, model64, "plain.pt", format_version=None), "not a gmnn model")
-    files["future_version"] = (_write_variant(tmp_path, model64, "v2.pt", format_version="2"), "format_version 2")
-    files["real_units"] = (_write_variant(tmp_path, model64, "real.pt", units="real"), "units 'real'")
-    files["bad_dtype"] = (_write_variant(tmp_path, model64, "f16.pt", dtype="float16"), "float16")
-    return files
-
 
 @pytest.mark.parametrize("case", ["missing", "empty", "truncated", "garbage", "not_gmnn",
                                   "future_version", "real_units", "bad_dtype"])

