@@ -24,3 +24,21 @@ def ethanol_structures():
 def carbon_structures():
     from gmnn.data import read_structures
     return read_structures(CARBON)
+
+
+@pytest.fixture(scope="session")
+def trained_ethanol_model(tmp_path_factory):
+    """A small model trained briefly on the shipped rMD17 ethanol frames (a few seconds)."""
+    from gmnn.config import config_from_dict
+    from gmnn.training import Trainer
+    out = tmp_path_factory.mktemp("trained_ethanol")
+    config = config_from_dict({
+        "output_dir": str(out),
+        "data": {"train_file": str(ETHANOL), "train_index": "0:80", "valid_file": str(ETHANOL),
+                 "valid_index": "80:", "energy_unit": "kcal/mol"},
+        "model": {"hidden": [64, 64], "dtype": "float64"},
+        "training": {"epochs": 60, "batch_size": 10, "lr": 0.01},
+    })
+    trainer = Trainer(config, show_progress=False)
+    trainer.run()
+    return trainer.model.eval()
