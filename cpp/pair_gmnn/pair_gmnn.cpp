@@ -21,10 +21,17 @@
 #include "update.h"
 #include "utils.h"
 
+#include <climits>
 #include <cstring>
 #include <exception>
 
+#if defined(__GLIBC__)
+#include <malloc.h>
+#endif
+
 using namespace LAMMPS_NS;
+
+bool PairGMNN::malloc_tuned_ = false;
 
 PairGMNN::PairGMNN(LAMMPS *lmp) : Pair(lmp), result_(new gmnn::EvalResult)
 {
@@ -60,7 +67,7 @@ void PairGMNN::allocate()
 }
 
 /* ----------------------------------------------------------------------
-   pair_style gmnn [device auto|cpu|cuda|cuda:N] [debug yes|no]
+   pair_style gmnn [device auto|cpu|cuda|cuda:N] [keep_memory yes|no] [debug yes|no]
 ------------------------------------------------------------------------- */
 
 void PairGMNN::settings(int narg, char **arg)
@@ -74,10 +81,13 @@ void PairGMNN::settings(int narg, char **arg)
       if (value != "auto" && value != "cpu" && value != "cuda" && !utils::strmatch(value, "^cuda:\\d+$"))
         error->all(FLERR, "pair_style gmnn: device must be auto, cpu, cuda or cuda:N, got '{}'", value);
       device_request_ = value;
+    } else if (key == "keep_memory") {
+      keep_memory_ = utils::logical(FLERR, value, false, lmp);
     } else if (key == "debug") {
       debug_ = utils::logical(FLERR, value, false, lmp);
     } else {
-      error->all(FLERR, "pair_style gmnn: unknown keyword '{}' (expected device or debug)", key);
+      error->all(FLERR, "pair_style gmnn: unknown keyword '{}' (expected device, keep_memory or debug)",
+                 key);
     }
     iarg += 2;
   }
@@ -170,6 +180,18 @@ void PairGMNN::init_style()
     error->all(FLERR, "pair_style gmnn: the number of atom types changed after pair_coeff");
 
   neighbor->add_request(this, NeighConst::REQ_FULL);
+
+  // libtorch allocates and frees its (large) CPU tensors every step; glibc serves blocks above
+  // its mmap threshold with fresh mmap/munmap calls and trims the heap top, so every step
+  // page-faults all of that memory in again (2-3x slower for thousands of atoms). Keep freed
+  // memory in the heap instead: the process keeps its peak memory between steps.
+#if defined(__GLIBC__)
+  if (keep_memory_ && !malloc_tuned_) {
+    mallopt(M_MMAP_THRESHOLD, 1 << 30);
+    mallopt(M_TRIM_THRESHOLD, INT_MAX);
+    malloc_tuned_ = true;
+  }
+#endif
 
   const int nthreads = gmnn::configure_torch_threads(1);
   if (comm->me == 0)

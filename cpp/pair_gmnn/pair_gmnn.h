@@ -1,6 +1,6 @@
 // pair_gmnn.h -- LAMMPS pair style for exported gmnn (Gaussian Moment Neural Network) models.
 //
-//   pair_style gmnn [device auto|cpu|cuda|cuda:N]
+//   pair_style gmnn [device auto|cpu|cuda|cuda:N] [keep_memory yes|no] [debug yes|no]
 //   pair_coeff * * model.pt C H O      (one element symbol or NULL per atom type)
 //
 // Needs `units metal`. Works with newton_pair on and off, any number of MPI ranks, periodic or
@@ -47,6 +47,8 @@ class PairGMNN : public Pair {
   std::vector<std::string> type_elements_;
   double cutoff_ = 0.0;
   int debug_ = 0;
+  bool keep_memory_ = true;   // tune glibc malloc to keep freed memory between steps
+  static bool malloc_tuned_;
 
   // buffers reused between steps
   std::vector<double> edge_vectors_;
