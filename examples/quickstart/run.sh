@@ -20,8 +20,10 @@ python -c "from gmnn.plotting import training_curves; print('wrote', training_cu
 step "gmnn-export: TorchScript model file for LAMMPS"
 gmnn-export "$out/train/best.ckpt" -o "$out/ethanol.pt" --dtype float32
 
-if [ -f "$here/../lammps/run_demo.sh" ]; then
-    step "LAMMPS: pair_style gmnn MD of a liquid-ethanol box"
-    bash "$here/../lammps/run_demo.sh" "$out/ethanol.pt" "$out/lammps"
-fi
-printf '\nDone. Results in %s/ (metrics.csv, eval_metrics.json, parity_*.png, training_curves.png, ethanol.pt)\n' "$out"
+step "LAMMPS: pair_style gmnn, NVT MD of liquid ethanol (512 molecules, 4608 atoms), 2 MPI ranks"
+python "$here/../lammps/build_ethanol_box.py" --out "$out/ethanol.data"
+OMP_NUM_THREADS=1 mpirun -np 2 lmp -in "$here/../lammps/in.ethanol" -log "$out/log.lammps" \
+    -var model "$out/ethanol.pt" -var data "$out/ethanol.data" -var steps "${DEMO_MD_STEPS:-200}"
+grep -E "^(Loop time|Performance)" "$out/log.lammps"
+
+printf '\nDone. Results in %s/: metrics.csv, eval_metrics.json, parity_*.png, training_curves.png, ethanol.pt, log.lammps\n' "$out"
