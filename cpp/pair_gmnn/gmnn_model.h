@@ -53,7 +53,16 @@ class Model {
                 int64_t n_edges, const int64_t *species, int64_t n_atoms, int64_t n_centers,
                 bool need_gradients, EvalResult &out);
 
+  // Evaluate at most n centres per forward/backward pass (0: all at once). Bounds the peak
+  // memory, which otherwise grows with the number of atoms; results do not change.
+  void set_centers_per_pass(int64_t n) { centers_per_pass_ = n > 0 ? n : 0; }
+  int64_t centers_per_pass() const { return centers_per_pass_; }
+
  private:
+  void evaluate_pass(const double *edge_vectors, const int64_t *centers, const int64_t *neighbors,
+                     int64_t n_edges, const int64_t *species, int64_t n_atoms, int64_t n_centers,
+                     bool need_gradients, EvalResult &out);
+
   struct Impl;
   std::unique_ptr<Impl> impl_;
   std::string path_;
@@ -62,6 +71,7 @@ class Model {
   std::string dtype_;
   std::string gmnn_version_;
   int format_version_ = 0;
+  int64_t centers_per_pass_ = 0;
 };
 
 // Sets torch's intra-op thread count: OMP_NUM_THREADS when set to a positive integer, else

@@ -67,7 +67,8 @@ void PairGMNN::allocate()
 }
 
 /* ----------------------------------------------------------------------
-   pair_style gmnn [device auto|cpu|cuda|cuda:N] [keep_memory yes|no] [debug yes|no]
+   pair_style gmnn [device auto|cpu|cuda|cuda:N] [atoms_per_pass N] [keep_memory yes|no]
+                   [debug yes|no]
 ------------------------------------------------------------------------- */
 
 void PairGMNN::settings(int narg, char **arg)
@@ -81,12 +82,16 @@ void PairGMNN::settings(int narg, char **arg)
       if (value != "auto" && value != "cpu" && value != "cuda" && !utils::strmatch(value, "^cuda:\\d+$"))
         error->all(FLERR, "pair_style gmnn: device must be auto, cpu, cuda or cuda:N, got '{}'", value);
       device_request_ = value;
+    } else if (key == "atoms_per_pass") {
+      atoms_per_pass_ = utils::bnumeric(FLERR, value, false, lmp);
+      if (atoms_per_pass_ < 0) error->all(FLERR, "pair_style gmnn: atoms_per_pass must be >= 0");
+      if (model_) model_->set_centers_per_pass(atoms_per_pass_);
     } else if (key == "keep_memory") {
       keep_memory_ = utils::logical(FLERR, value, false, lmp);
     } else if (key == "debug") {
       debug_ = utils::logical(FLERR, value, false, lmp);
     } else {
-      error->all(FLERR, "pair_style gmnn: unknown keyword '{}' (expected device, keep_memory or debug)",
+      error->all(FLERR, "pair_style gmnn: unknown keyword '{}' (expected device, atoms_per_pass, keep_memory or debug)",
                  key);
     }
     iarg += 2;
@@ -158,15 +163,16 @@ void PairGMNN::load_model(const std::string &path)
     error->all(FLERR, "pair_coeff gmnn: could not load model '{}' on {} MPI rank(s)", path, n_failed);
   }
   cutoff_ = model_->cutoff();
+  model_->set_centers_per_pass(atoms_per_pass_);
 
   if (comm->me == 0) {
     std::string elems;
     for (int z : model_->atomic_numbers()) elems += " " + gmnn::chemical_symbol(z);
     utils::logmesg(lmp,
                    "pair gmnn: model {} (format {}, gmnn {}), cutoff {} A, dtype {}, device {}, "
-                   "elements:{}\n",
+                   "elements:{}, atoms per pass {}\n",
                    path, model_->format_version(), model_->gmnn_version(), cutoff_, model_->dtype(),
-                   model_->device(), elems);
+                   model_->device(), elems, atoms_per_pass_ > 0 ? std::to_string(atoms_per_pass_) : "all");
   }
 }
 

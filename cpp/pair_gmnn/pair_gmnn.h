@@ -1,6 +1,7 @@
 // pair_gmnn.h -- LAMMPS pair style for exported gmnn (Gaussian Moment Neural Network) models.
 //
-//   pair_style gmnn [device auto|cpu|cuda|cuda:N] [keep_memory yes|no] [debug yes|no]
+//   pair_style gmnn [device auto|cpu|cuda|cuda:N] [atoms_per_pass N] [keep_memory yes|no]
+//                   [debug yes|no]
 //   pair_coeff * * model.pt C H O      (one element symbol or NULL per atom type)
 //
 // Needs `units metal`. Works with newton_pair on and off, any number of MPI ranks, periodic or
@@ -47,6 +48,7 @@ class PairGMNN : public Pair {
   std::vector<std::string> type_elements_;
   double cutoff_ = 0.0;
   int debug_ = 0;
+  bigint atoms_per_pass_ = 2048;  // centres per forward/backward pass (bounds memory); 0 = all
   bool keep_memory_ = true;   // tune glibc malloc to keep freed memory between steps
   static bool malloc_tuned_;
 

@@ -139,6 +139,9 @@ PYBIND11_MODULE(_native, m) {
       .def_property_readonly("device", &gmnn::Model::device)
       .def_property_readonly("gmnn_version", &gmnn::Model::gmnn_version)
       .def_property_readonly("format_version", &gmnn::Model::format_version)
+      .def_property("centers_per_pass", &gmnn::Model::centers_per_pass,
+                    &gmnn::Model::set_centers_per_pass,
+                    "Atoms per forward/backward pass (0: all at once); bounds peak memory.")
       .def("compute", &compute, "positions"_a, "atomic_numbers"_a, "cell"_a = py::none(),
            "pbc"_a = py::none(),
            "Energy (eV), forces (N,3), virial (3,3; W = sum x F), atomic_energies (N,), and "

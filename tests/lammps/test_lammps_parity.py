@@ -55,8 +55,10 @@ def compare(out, ref, atoms, periodic, label):
 def test_lammps_matches_python_calculator(inproc, model64, calculator, tmp_path, name, newton):
     atoms, periodic, data = prepare(name, tmp_path)
     ref = reference(calculator, atoms)
+    # newton off also runs in blocks of 5 atoms per pass (default 2048: one pass here)
+    per_pass = 5 if newton == "off" else 2048
     out = inproc.run(lammps_header(data, periodic, newton) + f"""
-pair_style gmnn device cpu
+pair_style gmnn device cpu atoms_per_pass {per_pass}
 pair_coeff * * {model64} C H O
 {PER_ATOM}
 run 0

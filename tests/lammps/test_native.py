@@ -98,3 +98,18 @@ def test_cuda_request_without_gpu_is_an_error(native, model64):
     with pytest.raises(RuntimeError, match="no CUDA support or no GPU"):
         native.Model(model64, device="cuda")
     assert native.Model(model64, device="auto").device == "cpu"
+
+
+@pytest.mark.parametrize("per_pass", [1, 3, 7])
+def test_evaluation_in_blocks_of_atoms_gives_the_same_results(native, model64, per_pass):
+    """centers_per_pass > 0 splits the centres into blocks (bounded memory), same numbers."""
+    atoms = STRUCTURES["triclinic"]()
+    m = native.Model(model64)
+    whole = m.compute(atoms.positions, atoms.numbers, atoms.cell.array, atoms.pbc)
+    m.centers_per_pass = per_pass
+    assert m.centers_per_pass == per_pass
+    parts = m.compute(atoms.positions, atoms.numbers, atoms.cell.array, atoms.pbc)
+    assert abs(parts["energy"] - whole["energy"]) < 1e-10, (parts["energy"], whole["energy"])
+    assert np.abs(parts["forces"] - whole["forces"]).max() < 1e-12
+    assert np.abs(parts["atomic_energies"] - whole["atomic_energies"]).max() < 1e-12
+    assert np.abs(parts["virial"] - whole["virial"]).max() < 1e-12
