@@ -50,7 +50,11 @@ def main():
             config.training.epochs = args.epochs
         data = load_data(config)
         baseline = shift_baseline(config, data)
-        result = Trainer(config, data=data, show_progress=False).run()
+        finished = Path(config.output_dir) / "final_metrics.json"
+        if finished.exists():  # a size finished by an earlier, interrupted run is reused
+            result = json.loads(finished.read_text())
+        else:
+            result = Trainer(config, data=data, show_progress=False).run()
         rows.append({"n_train": n, "gmnn": result["valid"], "shift_baseline": baseline})
         print(f"N={n}: valid E MAE {1000 * result['valid']['energy_mae']:.1f} meV, "
               f"F MAE {1000 * result['valid']['forces_mae']:.1f} meV/A "
