@@ -97,7 +97,14 @@ Model::Model(const std::string &path, const std::string &device, int local_rank)
                                   {"gmnn/cutoff", ""},         {"gmnn/atomic_numbers", ""},
                                   {"gmnn/dtype", ""},          {"gmnn/units", ""}};
   try {
-    impl_->module = torch::jit::load(path, torch::Device(torch::kCPU), extra);
+    impl_->device = resolve_device(device, local_rank);
+  } catch (const std::exception &e) {
+    fail(path, e.what());
+  }
+  // Load straight onto the device: a frozen module keeps its weights as graph constants, which
+  // Module::to() would not move.
+  try {
+    impl_->module = torch::jit::load(path, impl_->device, extra);
   } catch (const std::exception &e) {
     fail(path, "cannot be read as a TorchScript archive (not a model file, or corrupt/truncated): " +
                    first_line(e.what()));
@@ -161,13 +168,7 @@ Model::Model(const std::string &path, const std::string &device, int local_rank)
   }
   gmnn_version_ = trim(extra["gmnn/gmnn_version"]);
 
-  try {
-    impl_->device = resolve_device(device, local_rank);
-  } catch (const std::exception &e) {
-    fail(path, e.what());
-  }
   impl_->module.eval();
-  if (!impl_->device.is_cpu()) impl_->module.to(impl_->device);
 }
 
 Model::~Model() = default;

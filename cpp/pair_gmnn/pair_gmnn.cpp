@@ -200,9 +200,10 @@ void PairGMNN::init_style()
 #endif
 
   const int nthreads = gmnn::configure_torch_threads(1);
-  if (comm->me == 0)
+  if (comm->me == 0 && nthreads != reported_threads_)
     utils::logmesg(lmp, "pair gmnn: {} torch thread(s) per MPI rank (set OMP_NUM_THREADS to change)\n",
                    nthreads);
+  reported_threads_ = nthreads;
 }
 
 double PairGMNN::init_one(int i, int j)

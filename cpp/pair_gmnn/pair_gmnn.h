@@ -51,6 +51,7 @@ class PairGMNN : public Pair {
   bigint atoms_per_pass_ = 2048;  // centres per forward/backward pass (bounds memory); 0 = all
   bool keep_memory_ = true;   // tune glibc malloc to keep freed memory between steps
   static bool malloc_tuned_;
+  int reported_threads_ = 0;
 
   // buffers reused between steps
   std::vector<double> edge_vectors_;

