@@ -56,3 +56,44 @@ run 100
     v0 = atoms.get_volume()
     print(f"NPT 100 steps at 20 kbar: V {v0:.2f} -> {out['vol']:.2f} A^3")
     assert np.isfinite(out["pe"]) and out["vol"] < v0
+
+
+def test_nve_of_trained_ethanol_molecule(inproc, request, tmp_path):
+    """A model trained on rMD17 ethanol (tests/conftest.py), one molecule in vacuum, 1000 steps of
+    0.25 fs from 300 K: a physical potential energy surface, so energy must be conserved tightly."""
+    import gmnn
+    import pytest
+    from ase.io import read
+    from gmnn_testing import ETHANOL
+    from lammps_testing import place_in_box
+    if not ETHANOL.exists():
+        pytest.skip(f"training data {ETHANOL} not available")
+    trained = request.getfixturevalue("trained_ethanol_model")
+    model = str(gmnn.export_model(trained, tmp_path / "ethanol.pt", dtype="float64"))
+    atoms = place_in_box(read(str(ETHANOL), index=0), margin=10.0)
+    data = write_data(atoms, tmp_path / "ethanol.data")
+    lmp = inproc.lammps.lammps(cmdargs=["-screen", "none", "-log", "none", "-nocite"])
+    try:
+        lmp.command(f"plugin load {inproc.plugin}")
+        lmp.commands_string(lammps_header(data, False) + f"""
+pair_style gmnn
+pair_coeff * * {model} C H O
+velocity all create 300.0 5512 loop geom mom yes rot yes
+fix nve all nve
+timestep 0.00025
+thermo_style custom step pe ke etotal temp
+run 0
+""")
+        etot, temps = [lmp.get_thermo("etotal")], []
+        for _ in range(20):
+            lmp.command("run 50 pre no post no")
+            etot.append(lmp.get_thermo("etotal"))
+            temps.append(lmp.get_thermo("temp"))
+    finally:
+        lmp.close()
+    etot = np.array(etot)
+    spread = etot.max() - etot.min()
+    print(f"NVE trained ethanol, 1000 x 0.25 fs: E_tot drift {etot[-1] - etot[0]:.2e} eV, "
+          f"max spread {spread:.2e} eV, T in [{min(temps):.0f}, {max(temps):.0f}] K")
+    assert max(temps) < 2000.0, temps     # a stable molecule, no blow-up
+    assert spread < 1e-3, etot - etot[0]
