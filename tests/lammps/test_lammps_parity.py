@@ -182,3 +182,21 @@ run 0
     n_edges = int(re.search(r"pair gmnn debug: rank 0 step 0: 9 local, \d+ ghost atoms, (\d+) edges", proc.stdout).group(1))
     edge_lines = [l for l in proc.stdout.splitlines() if l.startswith("  edge ")]
     assert n_edges == 70 and len(edge_lines) >= n_edges, proc.stdout[-2000:]
+
+
+def test_float32_model_in_lammps_matches_python(inproc, model_files, tmp_path):
+    """The float32 export: LAMMPS and the Python calculator run the same float32 network; only
+    the order of the edges (hence float32 rounding) differs."""
+    from gmnn.calculator import GMNNCalculator
+    atoms, periodic, data = prepare("triclinic", tmp_path)
+    ref = reference(GMNNCalculator(model_files["float32"]), atoms)
+    out = inproc.run(lammps_header(data, periodic) + f"""
+pair_style gmnn
+pair_coeff * * {model_files['float32']} C H O
+{PER_ATOM}
+run 0
+""")
+    de = abs(out["pe"] - ref["energy"])
+    df = np.abs(out["forces"] - ref["forces"]).max()
+    print(f"float32: |dE| = {de:.2e} eV (E = {ref['energy']:.3f}), max|dF| = {df:.2e} eV/A")
+    assert de < 2e-3 and df < 1e-4, (de, df)
