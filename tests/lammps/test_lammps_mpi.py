@@ -29,8 +29,10 @@ timestep 0.0005
 thermo_style custom step pe ke etotal press
 thermo_modify format float %22.14f
 thermo 10
+compute st all stress/atom NULL virial
+compute pe all pe/atom
 run {nsteps}
-write_dump all custom final.dump id x y z fx fy fz modify format float %22.15g
+write_dump all custom final.dump id x y z fx fy fz c_pe c_st[1] c_st[2] c_st[3] c_st[4] c_st[5] c_st[6] modify format float %22.15g
 """
 
 
@@ -55,12 +57,16 @@ def test_md_identical_on_1_2_4_ranks(lmp_exe, mpirun, model64, tmp_path, newton)
         de = np.abs(tn[:, 1:4] - t1[:, 1:4]).max()     # pe ke etotal over the run
         dp = np.abs(tn[:, 4] - t1[:, 4]).max()          # bar
         dx = np.abs(dn[:, :3] - d1[:, :3]).max()
-        df = np.abs(dn[:, 3:] - d1[:, 3:]).max()
+        df = np.abs(dn[:, 3:6] - d1[:, 3:6]).max()
+        dea = np.abs(dn[:, 6] - d1[:, 6]).max()
+        dva = np.abs(dn[:, 7:] - d1[:, 7:]).max()     # per-atom virial, bar*A^3
         print(f"newton {newton}, {n} vs 1 ranks: max|dE| = {de:.2e} eV, max|dP| = {dp:.2e} bar, "
-              f"max|dx| = {dx:.2e} A, max|dF| = {df:.2e} eV/A after 30 steps")
+              f"max|dx| = {dx:.2e} A, max|dF| = {df:.2e} eV/A, max|dE_i| = {dea:.2e} eV, "
+              f"max|dW_i| = {dva:.2e} bar*A^3 after 30 steps")
         assert de < 1e-8, (n, tn[:, 1:4], t1[:, 1:4])
         assert dp < 1e-4, (n, tn[:, 4], t1[:, 4])
         assert dx < 1e-9 and df < 1e-7, (n, dx, df)
+        assert dea < 1e-8 and dva < 1e-3, (n, dea, dva)
 
 
 def test_ranks_without_atoms(lmp_exe, mpirun, model64, tmp_path):
@@ -78,7 +84,9 @@ def test_ranks_without_atoms(lmp_exe, mpirun, model64, tmp_path):
         t4, d4, out = run_case(lmp_exe, mpirun, tmp_path, text, 4, f"np4_{newton}")
         assert "4 by 1 by 1 MPI processor grid" in out
         de = np.abs(t4[:, 1:4] - t1[:, 1:4]).max()
-        df = np.abs(d4[:, 3:] - d1[:, 3:]).max()
-        print(f"4 ranks (2 empty), newton {newton}: max|dE| = {de:.2e} eV, max|dF| = {df:.2e} eV/A")
-        assert de < 1e-8 and df < 1e-7, (de, df)
+        df = np.abs(d4[:, 3:6] - d1[:, 3:6]).max()
+        dva = np.abs(d4[:, 7:] - d1[:, 7:]).max()
+        print(f"4 ranks (2 empty), newton {newton}: max|dE| = {de:.2e} eV, max|dF| = {df:.2e} eV/A, "
+              f"max|dW_i| = {dva:.2e} bar*A^3")
+        assert de < 1e-8 and df < 1e-7 and dva < 1e-3, (de, df, dva)
         assert np.isfinite(t4).all()
