@@ -200,3 +200,21 @@ run 0
     df = np.abs(out["forces"] - ref["forces"]).max()
     print(f"float32: |dE| = {de:.2e} eV (E = {ref['energy']:.3f}), max|dF| = {df:.2e} eV/A")
     assert de < 2e-3 and df < 1e-4, (de, df)
+
+
+@pytest.mark.parametrize("newton", ["on", "off"])
+def test_isolated_atoms_get_the_empty_environment_energy(inproc, model64, calculator, tmp_path, newton):
+    """Atoms farther apart than the cutoff: no edges at all, finite energies, zero forces."""
+    from ase import Atoms
+    atoms = place_in_box(Atoms("OCH", positions=[[0, 0, 0], [9, 0, 0], [0, 9, 0]]))
+    ref = reference(calculator, atoms)
+    data = write_data(atoms, tmp_path / "isolated.data")
+    out = inproc.run(lammps_header(data, False, newton) + f"""
+pair_style gmnn
+pair_coeff * * {model64} C H O
+{PER_ATOM}
+run 0
+""")
+    assert np.isfinite(out["pe"]) and np.all(out["forces"] == 0.0)
+    assert abs(out["pe"] - ref["energy"]) < TOL, (out["pe"], ref["energy"])
+    assert np.abs(out["energies"] - ref["energies"]).max() < TOL, (out["energies"], ref["energies"])
