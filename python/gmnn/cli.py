@@ -110,3 +110,63 @@ def export_main(argv=None):
         print(f"LAMMPS:  pair_style gmnn\n         pair_coeff * * {path} {elements}")
         return 0
     return _run(run)
+
+
+def label_main(argv=None):
+    p = argparse.ArgumentParser(
+        prog="gmnn-label",
+        description="Reference labels from quantum chemistry (needs `pip install gmnn[qc]`). Every finished "
+                    "structure is appended at once to OUTPUT; re-running skips the ones done.")
+    p.add_argument("input", help="structures (extxyz/ASE, .npz, ANI .h5); positions in Angstrom")
+    p.add_argument("-o", "--output", required=True, help="extxyz file to append labels to")
+    p.add_argument("--level", required=True,
+                   help="'gfn2-xtb', or 'method/basis': pbe/def2-svp, b3lyp/6-31g*, hf/sto-3g, mp2/cc-pvdz, ccsd(t)/cc-pvdz")
+    p.add_argument("--no-forces", action="store_true", help="energies only (CCSD(T) forces are ~30x the energy)")
+    p.add_argument("--index", default=":", help="which input structures, e.g. '0:50'")
+    p.add_argument("--workers", type=int, default=1, help="parallel processes")
+    p.add_argument("--threads", type=int, default=1, help="threads per process")
+    p.add_argument("--no-density-fit", action="store_true", help="DFT without density fitting")
+    p.add_argument("--frozen-core", action="store_true", help="MP2/CC with frozen core orbitals")
+    p.add_argument("--charge", type=int, default=0)
+    p.add_argument("--spin", type=int, default=0, help="number of unpaired electrons")
+    p.add_argument("--input-level", default=None, help="level whose geometries to read from an ANI .h5")
+    args = p.parse_args(argv)
+
+    def run():
+        from .data import parse_index, read_structures
+        from .labelling import Level, label_structures
+        level = Level.parse(args.level, density_fit=not args.no_density_fit, frozen_core=args.frozen_core,
+                            charge=args.charge, spin=args.spin)
+        structures = read_structures(args.input, energy_key="none", forces_key="none", level=args.input_level)
+        atoms = [s.to_atoms() for s in structures]
+        indices = list(range(len(atoms)))[parse_index(args.index)]
+        new = label_structures(atoms, args.output, level, forces=not args.no_forces, workers=args.workers,
+                               threads=args.threads, indices=indices)
+        print(f"{args.output}: {new} structure(s) labelled at {level.name}, {len(indices) - new} already there")
+        return 0
+    return _run(run)
+
+
+def sample_main(argv=None):
+    p = argparse.ArgumentParser(prog="gmnn-sample",
+                                description="Draw configurations for labelling by Langevin MD (ASE).")
+    p.add_argument("input", help="starting structure (first frame is used)")
+    p.add_argument("-o", "--output", required=True, help="extxyz file of sampled configurations")
+    p.add_argument("--calculator", default="gfn2-xtb",
+                   help="'gfn2-xtb' / 'gfn1-xtb' (tblite), or a gmnn model (.ckpt or .pt)")
+    p.add_argument("--temperature", type=float, default=300.0, help="K")
+    p.add_argument("--timestep", type=float, default=0.5, help="fs")
+    p.add_argument("--friction", type=float, default=0.01, help="1/fs")
+    p.add_argument("--samples", type=int, default=100, help="configurations to write")
+    p.add_argument("--stride", type=int, default=20, help="MD steps between samples")
+    p.add_argument("--equilibration", type=int, default=200, help="MD steps before the first sample")
+    p.add_argument("--seed", type=int, default=0)
+    args = p.parse_args(argv)
+
+    def run():
+        from .sampling import sample_md
+        n = sample_md(args.input, args.output, args.calculator, args.temperature, args.timestep, args.friction,
+                      args.samples, args.stride, args.equilibration, args.seed)
+        print(f"wrote {n} configurations to {args.output}")
+        return 0
+    return _run(run)
