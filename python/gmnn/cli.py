@@ -170,3 +170,23 @@ def sample_main(argv=None):
         print(f"wrote {n} configurations to {args.output}")
         return 0
     return _run(run)
+
+
+def finetune_main(argv=None):
+    p = argparse.ArgumentParser(prog="gmnn-finetune",
+                                description="Fine-tune a pre-trained GM-NN on new labels (transfer learning).")
+    p.add_argument("config", help="YAML config: data, training and the finetune section")
+    p.add_argument("--from", dest="pretrained", default=None, help="pre-trained checkpoint (.ckpt)")
+    p.add_argument("--add-elements", action="store_true",
+                   help="allow elements the pre-trained model does not know (new pair coefficients)")
+    p.add_argument("--resume", action="store_true", help="continue from <output_dir>/last.ckpt")
+    p.add_argument("--no-progress", action="store_true")
+    args = p.parse_args(argv)
+
+    def run():
+        from .config import load_config
+        from .finetuning import finetune
+        finetune(load_config(args.config), args.pretrained, args.add_elements, args.resume,
+                 show_progress=not args.no_progress)
+        return 0
+    return _run(run)

@@ -65,11 +65,22 @@ class TrainingConfig:
 
 
 @dataclass
+class FinetuneConfig:
+    """Transfer learning (gmnn-finetune); the model's hyper-parameters come from the checkpoint."""
+    pretrained: Optional[str] = None     # pre-trained checkpoint (or give --from on the command line)
+    layer_lr_factor: float = 2.6         # lr of layer l = training.lr / factor^(L - l); 1 = one lr for all
+    freeze: List[str] = field(default_factory=list)  # layers kept fixed: descriptor, dense0, dense1, ...
+    refit_shift: bool = True             # re-fit per-element energy shifts on the new labels first
+    refit_scale: bool = False            # also re-fit the energy scale (normally kept from pre-training)
+
+
+@dataclass
 class Config:
     output_dir: str = "runs/gmnn"
     data: DataConfig = field(default_factory=DataConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
     training: TrainingConfig = field(default_factory=TrainingConfig)
+    finetune: FinetuneConfig = field(default_factory=FinetuneConfig)
 
     def validate(self) -> "Config":
         t = self.training
@@ -86,6 +97,8 @@ class Config:
             (self.model.cutoff > self.model.r_min, f"model.cutoff must exceed model.r_min"),
             (bool(self.data.train_file), "data.train_file is required"),
             (self.data.n_valid >= 0, f"data.n_valid must be >= 0, got {self.data.n_valid}"),
+            (self.finetune.layer_lr_factor >= 1.0,
+             f"finetune.layer_lr_factor must be >= 1, got {self.finetune.layer_lr_factor}"),
         ]
         for ok, message in checks:
             if not ok:

@@ -1,0 +1,83 @@
+"""Transfer learning (spec section 2): start from a pre-trained model, re-fit the energy shifts
+on the new level of theory, then train with layer-wise (discriminative) learning rates,
+optionally freezing layers; energy-only fine-tuning is `training.force_weight: 0`."""
+import copy
+import logging
+from typing import Dict, List, Sequence
+
+import torch
+
+from .checkpoint import load_model
+from .config import Config, ConfigError
+from .data import DataError
+from .model import GMNN, ModelOptions
+from .scale_shift import fit_scale_shift
+from .training import PreparedData, Trainer, load_data, param_groups
+
+log = logging.getLogger(__name__)
+
+
+def extend_elements(model: GMNN, new_numbers: Sequence[int]) -> GMNN:
+    """A copy of `model` that also knows `new_numbers`: pair coefficients of known pairs and the
+    network are kept; pairs with a new element start from U[-1, 1] like a fresh model; shifts of
+    new elements are fitted with the others, their scale is the mean of the known ones."""
+    numbers = sorted(set(model.atomic_numbers) | {int(z) for z in new_numbers})
+    if numbers == model.atomic_numbers:
+        return model
+    options = ModelOptions(**{**model.options.__dict__, "atomic_numbers": numbers})
+    new = GMNN(options)
+    old_index = [numbers.index(z) for z in model.atomic_numbers]
+    with torch.no_grad():
+        idx = torch.tensor(old_index)
+        new.descriptor.radial.pair_coefficients[idx[:, None], idx[None, :]] = model.descriptor.radial.pair_coefficients
+        new.network.load_state_dict(model.network.state_dict())
+        new.scale_shift.scale.fill_(float(model.scale_shift.scale.mean()))
+        new.scale_shift.scale[idx] = model.scale_shift.scale
+        new.scale_shift.shift[idx] = model.scale_shift.shift
+    return new
+
+
+def prepare(config: Config, pretrained: GMNN, add_elements: bool = False):
+    """Data for fine-tuning in the pre-trained model's element order (extending it if asked)."""
+    try:
+        data = load_data(config, pretrained.atomic_numbers)
+    except DataError as exc:
+        if "unknown to the model" not in str(exc) or not add_elements:
+            if "unknown to the model" in str(exc):
+                raise DataError(f"{exc}; pass --add-elements to add new elements to the pre-trained model") from None
+            raise
+        probe = copy.deepcopy(config)
+        probe.model.elements = None
+        elements = load_data(probe).elements
+        pretrained = extend_elements(pretrained, elements)
+        log.info("added elements: model now knows %s", pretrained.symbols)
+        data = load_data(config, pretrained.atomic_numbers)
+    return pretrained, data
+
+
+def finetuner(config: Config, pretrained: GMNN, add_elements: bool = False, show_progress: bool = True) -> Trainer:
+    ft = config.finetune
+    model, data = prepare(config, pretrained, add_elements)
+    if ft.refit_shift:
+        fit_scale_shift(model, data.train, scale=ft.refit_scale)
+    lr = config.training.lr
+    groups_fn = lambda m: param_groups(m, lr, ft.layer_lr_factor, ft.freeze)
+    return Trainer(config, model=model, data=data, param_groups_fn=groups_fn, show_progress=show_progress)
+
+
+def finetune(config: Config, pretrained_path=None, add_elements=False, resume=False, show_progress=True) -> Dict:
+    path = pretrained_path or config.finetune.pretrained
+    if not path:
+        raise ConfigError("no pre-trained model: give --from PRETRAINED.ckpt or finetune.pretrained in the config")
+    config.finetune.pretrained = str(path)
+    trainer = finetuner(config, load_model(path), add_elements, show_progress)
+    if resume:
+        trainer.resume()
+    return trainer.run()
+
+
+def zero_shot(pretrained: GMNN, data: PreparedData) -> GMNN:
+    """The baseline every fine-tune must beat: pre-trained weights, shifts re-fitted on the new data."""
+    model = copy.deepcopy(pretrained)
+    fit_scale_shift(model, data.train, scale=False)
+    return model.eval()

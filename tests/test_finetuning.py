@@ -1,0 +1,108 @@
+"""Transfer learning: layer-wise learning rates, freezing, shift re-fitting, and fine-tuning
+from a pre-trained model vs training from scratch on real labels at another level of theory
+(HF/STO-3G computed here with PySCF on shipped rMD17 geometries; pre-training on the shipped
+PBE/def2-SVP labels)."""
+import copy
+
+import numpy as np
+import pytest
+import torch
+
+from gmnn.checkpoint import save_checkpoint
+from gmnn.config import config_from_dict
+from gmnn.data import DataError, read_structures
+from gmnn.evaluation import error_metrics, predict_graphs
+from gmnn.finetuning import extend_elements, finetuner, prepare, zero_shot
+from gmnn.training import Trainer, load_data
+from gmnn_testing import ETHANOL, QM9
+
+pytest.importorskip("pyscf")
+
+
+@pytest.fixture(scope="module")
+def hf_labels(tmp_path_factory):
+    """HF/STO-3G energies and forces of rMD17 frames 80-99 (real labels, ~5 s)."""
+    from gmnn.labelling import Level, label_structures
+    out = tmp_path_factory.mktemp("hf") / "ethanol_hf_sto3g.xyz"
+    atoms = [s.to_atoms() for s in read_structures(ETHANOL, energy_unit="kcal/mol")]
+    label_structures(atoms, out, Level.parse("hf/sto-3g"), forces=True, indices=range(80, 100), progress=False)
+    return out
+
+
+def finetune_config(tmp_path, labels, **training):
+    return config_from_dict({
+        "output_dir": str(tmp_path / "run"),
+        "data": {"train_file": str(labels), "train_index": "0:8", "valid_file": str(labels), "valid_index": "8:"},
+        "model": {"hidden": [64, 64], "dtype": "float64"},
+        "training": {"epochs": 60, "batch_size": 4, "lr": 0.005, "threads": 1, **training},
+        "finetune": {"layer_lr_factor": 2.6},
+    })
+
+
+def test_layer_learning_rates_follow_the_config(tmp_path, hf_labels, trained_ethanol_model):
+    config = finetune_config(tmp_path, hf_labels, lr=0.01)
+    config.finetune.layer_lr_factor = 3.0
+    config.finetune.freeze = ["dense0"]
+    trainer = finetuner(config, copy.deepcopy(trained_ethanol_model), show_progress=False)
+    lrs = {g["name"]: g["lr"] for g in trainer.optimizer.param_groups}
+    assert lrs == pytest.approx({"descriptor": 0.01 / 27, "dense1": 0.01 / 3, "dense2": 0.01})
+
+
+def test_frozen_layers_do_not_change(tmp_path, hf_labels, trained_ethanol_model):
+    config = finetune_config(tmp_path, hf_labels, epochs=3)
+    config.finetune.freeze = ["descriptor", "dense0"]
+    trainer = finetuner(config, copy.deepcopy(trained_ethanol_model), show_progress=False)
+    before = {k: v.clone() for k, v in trainer.model.state_dict().items()}
+    trainer.run()
+    after = trainer.model.state_dict()
+    assert torch.equal(before["descriptor.radial.pair_coefficients"], after["descriptor.radial.pair_coefficients"])
+    assert torch.equal(before["network.layers.0.weight"], after["network.layers.0.weight"])
+    assert not torch.equal(before["network.layers.2.weight"], after["network.layers.2.weight"])
+    assert not torch.equal(before["network.layers.4.weight"], after["network.layers.4.weight"])
+
+
+def test_shift_refit_removes_the_offset_between_levels_of_theory(tmp_path, hf_labels, trained_ethanol_model):
+    config = finetune_config(tmp_path, hf_labels)
+    _, data = prepare(config, trained_ethanol_model)
+    raw = error_metrics(predict_graphs(trained_ethanol_model, data.valid))
+    refit = error_metrics(predict_graphs(zero_shot(trained_ethanol_model, data), data.valid))
+    print(f"PBE model on HF labels: E MAE {raw['energy_mae']:.2f} eV, after shift re-fit {refit['energy_mae']:.4f} eV")
+    assert raw["energy_mae"] > 10.0           # HF/STO-3G and PBE/def2-SVP differ by ~70 eV
+    assert refit["energy_mae"] < 0.2          # a per-molecule offset is all that differed, largely
+    assert refit["energy_mae"] < raw["energy_mae"] / 100
+
+
+def test_finetuning_beats_scratch_and_zero_shot(tmp_path, hf_labels, trained_ethanol_model):
+    """8 HF/STO-3G structures: fine-tuning the PBE-pre-trained model vs the same model class
+    trained from scratch on the same 8, judged on the other 12."""
+    config = finetune_config(tmp_path / "ft", hf_labels)
+    ft = finetuner(config, copy.deepcopy(trained_ethanol_model), show_progress=False).run()["valid"]
+    scratch_config = finetune_config(tmp_path / "scratch", hf_labels, lr=0.01)
+    scratch = Trainer(scratch_config, show_progress=False).run()["valid"]
+    data = load_data(config, trained_ethanol_model.atomic_numbers)
+    zs = error_metrics(predict_graphs(zero_shot(trained_ethanol_model, data), data.valid))
+    print(f"\nE MAE meV: finetune {1000 * ft['energy_mae']:.1f}, scratch {1000 * scratch['energy_mae']:.1f}, "
+          f"zero-shot {1000 * zs['energy_mae']:.1f}; F MAE meV/A: finetune {1000 * ft['forces_mae']:.0f}, "
+          f"scratch {1000 * scratch['forces_mae']:.0f}, zero-shot {1000 * zs['forces_mae']:.0f}")
+    assert ft["forces_mae"] < scratch["forces_mae"]
+    assert ft["energy_mae"] < scratch["energy_mae"]
+    assert ft["energy_mae"] < zs["energy_mae"]
+    assert ft["forces_mae"] < zs["forces_mae"]
+
+
+def test_unknown_elements_need_add_elements(tmp_path, trained_ethanol_model):
+    config = config_from_dict({"output_dir": str(tmp_path / "r"),
+                               "data": {"train_file": str(QM9), "energy_key": "U0", "energy_unit": "Hartree",
+                                        "train_index": "0:20", "n_valid": 5},
+                               "training": {"epochs": 1}})
+    with pytest.raises(DataError, match="--add-elements"):
+        prepare(config, trained_ethanol_model)
+    model, data = prepare(config, trained_ethanol_model, add_elements=True)
+    assert {"H", "C", "N", "O"} <= set(model.symbols)
+    assert model.atomic_numbers == sorted(model.atomic_numbers)
+    # the known element pairs and the network are those of the pre-trained model
+    old, new = trained_ethanol_model, model
+    idx = [new.atomic_numbers.index(z) for z in old.atomic_numbers]
+    got = new.descriptor.radial.pair_coefficients[idx][:, idx]
+    assert torch.equal(got, old.descriptor.radial.pair_coefficients)
+    assert torch.equal(new.network.layers[0].weight, old.network.layers[0].weight)
