@@ -190,3 +190,43 @@ def finetune_main(argv=None):
                  show_progress=not args.no_progress)
         return 0
     return _run(run)
+
+
+def spectrum_main(argv=None):
+    p = argparse.ArgumentParser(prog="gmnn-spectrum",
+                                description="Vibrational density of states from velocities of an MD trajectory.")
+    p.add_argument("trajectory", nargs="+", help="LAMMPS dump(s) with id type vx vy vz [mass], or ASE trajectories")
+    p.add_argument("--dt", type=float, required=True, help="time between frames in fs")
+    p.add_argument("--labels", nargs="+", default=None, help="legend label per trajectory")
+    p.add_argument("--masses", type=float, nargs="+", default=None,
+                   help="mass per LAMMPS atom type (if the dump has no mass column)")
+    p.add_argument("-o", "--output", default="vdos.png", help="plot to write")
+    p.add_argument("--json", default=None, help="write band positions (cm^-1) as JSON")
+    args = p.parse_args(argv)
+
+    def run():
+        import json
+        import numpy as np
+        from .spectrum import band_positions, plot_spectra, read_lammps_velocities, vdos
+        spectra, bands = {}, {}
+        labels = args.labels or [Path(t).name for t in args.trajectory]
+        for label, path in zip(labels, args.trajectory):
+            try:
+                v, types, masses = read_lammps_velocities(path)
+            except (ValueError, IndexError):
+                import ase.io
+                frames = ase.io.read(path, index=":")
+                v = np.stack([a.get_velocities() for a in frames])
+                masses = frames[0].get_masses()
+            else:
+                if masses is None and args.masses:
+                    masses = np.asarray(args.masses)[types - 1]
+            spectra[label] = vdos(v, args.dt, masses)
+            bands[label] = band_positions(spectra[label])
+            print(label + ": " + ", ".join(f"{k} {v:.0f} cm^-1" for k, v in bands[label].items()))
+        plot_spectra(spectra, args.output)
+        print(f"wrote {args.output}")
+        if args.json:
+            Path(args.json).write_text(json.dumps(bands, indent=2))
+        return 0
+    return _run(run)
