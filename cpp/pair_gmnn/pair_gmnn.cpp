@@ -143,6 +143,12 @@ void PairGMNN::coeff(int narg, char **arg)
       count += setflag[i][j];
     }
   if (count == 0) error->all(FLERR, "pair_coeff gmnn: all atom types are NULL");
+
+  if (comm->me == 0) {
+    std::string mapping;
+    for (int t = 1; t <= ntypes; t++) mapping += fmt::format(" {}={}", t, type_elements_[t]);
+    utils::logmesg(lmp, "pair gmnn: atom types:{}\n", mapping);
+  }
 }
 
 void PairGMNN::load_model(const std::string &path)
