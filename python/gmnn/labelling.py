@@ -209,4 +209,19 @@ def label_structures(structures: Sequence[Atoms], out: Path, level: Level, force
     bar.close()
     if failures:
         raise RuntimeError(f"{len(failures)} structure(s) failed, the rest are in {out}: {failures[:3]}")
+    _sort_by_source(out, level)
     return len(todo)
+
+
+def _sort_by_source(path: Path, level: Level) -> None:
+    """Rewrite a complete label file in input order (parallel workers finish out of order)."""
+    lines = path.read_text().splitlines(keepends=True)
+    frames, pos = [], 0
+    while pos < len(lines):
+        n = int(lines[pos])
+        frames.append((int(lines[pos + 1].split("source_index=")[1].split()[0]), "".join(lines[pos:pos + 2 + n])))
+        pos += 2 + n
+    frames.sort(key=lambda f: f[0])
+    tmp = path.with_name(f".{path.name}.sorting")
+    tmp.write_text("".join(text for _, text in frames))
+    os.replace(tmp, path)

@@ -1,0 +1,176 @@
+"""Transfer learning experiment (issue 4, GMNN_SPEC section 2) for ethanol.
+
+1. Pre-train GM-NN on PBE/def2-SVP energies and forces.
+2. For N CCSD(T)/cc-pVDZ structures: fine-tune (energies only; and with forces where CCSD(T)
+   forces exist), train the same model from scratch on the same N, and evaluate the zero-shot
+   baseline (pre-trained model with only its energy shifts re-fitted).
+3. Test on held-out CCSD(T) energies (and CCSD(T) forces of a few structures).
+Writes results.json, learning_curve.png into --out (default runs/transfer_learning).
+Finished runs are reused (delete their folder to redo them).
+
+    python examples/transfer_learning/run_experiment.py [--quick]
+"""
+import argparse
+import copy
+import json
+from pathlib import Path
+
+import numpy as np
+import yaml
+
+from gmnn.checkpoint import load_model
+from gmnn.config import config_from_dict
+from gmnn.data import read_structures
+from gmnn.evaluation import error_metrics, predict_graphs
+from gmnn.finetuning import finetuner, zero_shot
+from gmnn.graph import build_graphs
+from gmnn.training import Trainer, load_data
+
+HERE = Path(__file__).resolve().parent
+KCAL = 23.0605  # kcal/mol per eV
+
+
+def run_config(out, train_file, train_index, valid_file, valid_index, model, training, force_weight):
+    return config_from_dict({
+        "output_dir": str(out),
+        "data": {"train_file": str(train_file), "train_index": train_index,
+                 "valid_file": str(valid_file), "valid_index": valid_index},
+        "model": model,
+        "training": {**training, "force_weight": force_weight},
+    })
+
+
+def trained(config, make_trainer):
+    best = Path(config.output_dir) / "best.ckpt"
+    if not best.exists():
+        make_trainer(config).run()
+    return load_model(best)
+
+
+def test_errors(model, test_graphs, force_graphs):
+    e = error_metrics(predict_graphs(model, test_graphs, forces=False))
+    out = {"energy_mae_kcal": KCAL * e["energy_mae"], "energy_rmse_kcal": KCAL * e["energy_rmse"]}
+    if force_graphs:
+        f = error_metrics(predict_graphs(model, force_graphs))
+        out["forces_mae_kcal"] = KCAL * f["forces_mae"]
+        out["n_force_structures"] = len(force_graphs)
+    return out
+
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--config", default=str(HERE / "experiment.yaml"))
+    p.add_argument("--out", default="runs/transfer_learning")
+    p.add_argument("--quick", action="store_true", help="few epochs, to check the pipeline")
+    args = p.parse_args()
+    cfg = yaml.safe_load(open(args.config))
+    data = lambda key: HERE / cfg[key]
+    out = Path(args.out)
+    pre_training, small_training = dict(cfg["pretrain_training"]), dict(cfg["small_data_training"])
+    if args.quick:
+        pre_training["epochs"], small_training["epochs"] = 5, 5
+
+    # 1. pre-train on PBE (90 % train, 10 % validation)
+    n_pbe = len(read_structures(data("pretrain_data")))
+    n_val = max(1, n_pbe // 10)
+    pre_cfg = run_config(out / "pretrain", data("pretrain_data"), f"0:{n_pbe - n_val}", data("pretrain_data"),
+                         f"{n_pbe - n_val}:", cfg["model"], pre_training, pre_training.get("force_weight", 4.0))
+    pretrained = trained(pre_cfg, lambda c: Trainer(c, show_progress=True))
+
+    elements = pretrained.atomic_numbers
+    pool_start, pool_stop = (int(x) for x in cfg["fine_tune_pool"].split(":"))
+    test = build_graphs(read_structures(data("ccsdt_energies"), index=cfg["test_frames"]), elements, pretrained.cutoff)
+    force_path = data("ccsdt_forces")
+    with_forces = read_structures(force_path) if force_path.exists() else []
+    test_sources = set(range(*(int(x) for x in cfg["test_frames"].split(":"))))
+    ccsdt_all = read_structures(data("ccsdt_energies"))
+    # a structure is identified by its geometry: forces labels of test geometries test forces
+    test_positions = [s.positions for s in ccsdt_all[slice(*(int(x) for x in cfg["test_frames"].split(":")))]]
+    force_test = [s for s in with_forces if any(np.allclose(s.positions, t) for t in test_positions)]
+    force_train = [s for s in with_forces if not any(np.allclose(s.positions, t) for t in test_positions)]
+    force_graphs = build_graphs(force_test, elements, pretrained.cutoff)
+
+    results = {"pretrained_pbe_on_ccsdt": {}, "runs": []}
+    pbe_zero = test_errors(pretrained, test, force_graphs)
+    results["pretrained_pbe_on_ccsdt"] = pbe_zero
+    for n in cfg["sizes"]:
+        if pool_start + n > pool_stop:
+            continue
+        index = f"{pool_start}:{pool_start + n}"
+        row = {"n": n}
+        energy_only = lambda name, lr_scale=1.0: run_config(
+            out / f"n{n}" / name, data("ccsdt_energies"), index, data("ccsdt_energies"), cfg["test_frames"],
+            cfg["model"], {**small_training, "lr": small_training["lr"] * lr_scale}, 0.0)
+        ft_cfg = energy_only("finetune_energy")
+        ft_cfg.finetune.layer_lr_factor = cfg["layer_lr_factor"]
+        row["finetune_energy_only"] = test_errors(
+            trained(ft_cfg, lambda c: finetuner(c, copy.deepcopy(pretrained), show_progress=False)), test, force_graphs)
+        row["scratch_energy_only"] = test_errors(
+            trained(energy_only("scratch_energy", 3.0), lambda c: Trainer(c, show_progress=False)), test, force_graphs)
+        zs_cfg = energy_only("zero_shot")
+        zs = zero_shot(pretrained, load_data(zs_cfg, elements))
+        row["zero_shot"] = test_errors(zs, test, force_graphs)
+        if len(force_train) >= n:
+            # fine-tuning and scratch with CCSD(T) forces on the first n force-labelled structures
+            subset = out / f"n{n}" / "forces_train.xyz"
+            _write(force_train[:n], subset)
+            with_f = lambda name, lr_scale=1.0: run_config(
+                out / f"n{n}" / name, subset, ":", data("ccsdt_energies"), cfg["test_frames"], cfg["model"],
+                {**small_training, "lr": small_training["lr"] * lr_scale}, 4.0)
+            c = with_f("finetune_forces")
+            c.finetune.layer_lr_factor = cfg["layer_lr_factor"]
+            row["finetune_with_forces"] = test_errors(
+                trained(c, lambda c: finetuner(c, copy.deepcopy(pretrained), show_progress=False)), test, force_graphs)
+            row["scratch_with_forces"] = test_errors(
+                trained(with_f("scratch_forces", 3.0), lambda c: Trainer(c, show_progress=False)), test, force_graphs)
+        results["runs"].append(row)
+        print(json.dumps(row), flush=True)
+    results["test_structures"] = len(test)
+    results["pretraining_structures"] = n_pbe
+    (out / "results.json").write_text(json.dumps(results, indent=2))
+    plot(results, out / "learning_curve.png")
+    print(f"wrote {out / 'results.json'} and {out / 'learning_curve.png'}")
+
+
+def _write(structures, path):
+    import ase.io
+    from ase.calculators.singlepoint import SinglePointCalculator
+    frames = []
+    for s in structures:
+        a = s.to_atoms()
+        a.calc = SinglePointCalculator(a, energy=s.energy, forces=s.forces)
+        frames.append(a)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    ase.io.write(path, frames, format="extxyz")
+
+
+def plot(results, path):
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    styles = {"finetune_energy_only": ("o-", "fine-tuned, energies"), "scratch_energy_only": ("s--", "scratch, energies"),
+              "zero_shot": ("^:", "zero-shot (shifts re-fitted)"), "finetune_with_forces": ("D-", "fine-tuned, forces"),
+              "scratch_with_forces": ("v--", "scratch, forces")}
+    has_forces = any("forces_mae_kcal" in r.get("zero_shot", {}) for r in results["runs"])
+    fig, axes = plt.subplots(1, 2 if has_forces else 1, figsize=(10 if has_forces else 5.5, 4.2), squeeze=False)
+    for key, (style, label) in styles.items():
+        rows = [r for r in results["runs"] if key in r]
+        if not rows:
+            continue
+        n = [r["n"] for r in rows]
+        axes[0, 0].loglog(n, [r[key]["energy_mae_kcal"] for r in rows], style, label=label)
+        if has_forces:
+            axes[0, 1].loglog(n, [r[key]["forces_mae_kcal"] for r in rows], style, label=label)
+    axes[0, 0].set_ylabel("CCSD(T) test energy MAE (kcal/mol)")
+    if has_forces:
+        axes[0, 1].set_ylabel("CCSD(T) test force MAE (kcal/mol/Å)")
+    for ax in axes[0]:
+        ax.set_xlabel("CCSD(T) training structures N")
+        ax.legend(fontsize=8)
+    fig.suptitle("Ethanol: pre-trained on PBE/def2-SVP, fine-tuned on CCSD(T)/cc-pVDZ")
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+
+
+if __name__ == "__main__":
+    main()
