@@ -58,3 +58,20 @@ def test_level_strings():
     assert Level.parse("gfn2-xtb").basis is None
     with pytest.raises(ValueError, match="method/basis"):
         Level.parse("pbe")
+
+
+def test_sample_md_with_xtb_draws_distinct_configurations(tmp_path):
+    pytest.importorskip("tblite")
+    import ase.io
+    from gmnn.sampling import sample_md
+    start = tmp_path / "start.xyz"
+    ase.io.write(start, water(0))
+    n = sample_md(start, tmp_path / "samples.xyz", "gfn2-xtb", temperature=500.0, samples=4, stride=10,
+                  equilibration=10, seed=3)
+    frames = ase.io.read(tmp_path / "samples.xyz", index=":")
+    assert n == len(frames) == 4
+    assert frames[0].info["sampler"] == "gfn2-xtb" and frames[0].info["seed"] == 3
+    moved = [np.abs(frames[k].positions - frames[k + 1].positions).max() for k in range(3)]
+    assert min(moved) > 1e-3  # MD moved the atoms between samples
+    bonds = [np.linalg.norm(f.positions[1] - f.positions[0]) for f in frames]
+    assert 0.8 < min(bonds) and max(bonds) < 1.3  # a physical O-H bond, not an explosion
