@@ -130,3 +130,35 @@ def test_unwritable_output_dir_fails_before_training(tmp_path):
     config.output_dir = str(blocker / "run")
     with pytest.raises(OSError, match="not writable"):
         Trainer(config, show_progress=False).run()
+
+
+def test_nan_loss_rolls_back_and_lowers_the_learning_rate(tmp_path, monkeypatch):
+    """A NaN in epoch 3 restores the state after epoch 2 and halves the learning rate; the
+    model never contains NaN and training finishes."""
+    import gmnn.training as training
+    config = ethanol_config(tmp_path, epochs=4)
+    trainer = Trainer(config, show_progress=False)
+    real_loss = training.loss_terms
+    calls = {"n": 0}
+    steps_per_epoch = 6  # 60 structures, batches of 10
+
+    def poisoned(*args):
+        calls["n"] += 1
+        loss = real_loss(*args)
+        return loss * float("nan") if calls["n"] == 2 * steps_per_epoch + 3 else loss
+    monkeypatch.setattr(training, "loss_terms", poisoned)
+    trainer.run()
+    rows = list(csv.DictReader(open(tmp_path / "run" / "metrics.csv")))
+    assert [int(r["epoch"]) for r in rows] == [1, 2, 3, 4]
+    lr2, lr3 = float(rows[1]["lr"]), float(rows[2]["lr"])
+    expected_lr3 = 0.01 * (1 - 0.99 * 18 / 24) * 0.5  # linear decay at step 18 of 24, halved
+    assert lr3 == pytest.approx(expected_lr3, rel=1e-6), (lr2, lr3)
+    assert all(torch.isfinite(p).all() for p in trainer.model.parameters())
+
+
+def test_persistent_nan_stops_with_a_clear_error(tmp_path, monkeypatch):
+    import gmnn.training as training
+    config = ethanol_config(tmp_path, epochs=2)
+    monkeypatch.setattr(training, "loss_terms", lambda *a: torch.tensor(float("nan"), dtype=torch.float64))
+    with pytest.raises(training.NonFiniteLoss, match="still non-finite after 5 rollbacks"):
+        Trainer(config, show_progress=False).run()

@@ -13,7 +13,8 @@ def _user_errors():
     from .config import ConfigError
     from .data import DataError
     from .export import ModelFileError
-    return (ConfigError, DataError, CheckpointError, ModelFileError, FileNotFoundError, OSError)
+    from .training import NonFiniteLoss
+    return (ConfigError, DataError, CheckpointError, ModelFileError, NonFiniteLoss, FileNotFoundError, OSError)
 
 
 def _run(fn):

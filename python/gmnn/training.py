@@ -88,6 +88,13 @@ class _Interrupted(Exception):
     pass
 
 
+class NonFiniteLoss(RuntimeError):
+    pass
+
+
+MAX_ROLLBACKS = 5  # NaN/inf losses in a row before training gives up
+
+
 @dataclass
 class PreparedData:
     train: List[StructureGraph]
@@ -193,6 +200,8 @@ class Trainer:
             batch = collate([self.data.train[k] for k in order[start:start + t.batch_size]]).to(t.device)
             out = self.model.predict(batch, forces=t.force_weight > 0, create_graph=True)
             loss = loss_terms(out, batch, t.energy_weight, t.force_weight)
+            if not torch.isfinite(loss):
+                raise NonFiniteLoss(f"loss is {float(loss)} in epoch {self.epoch + 1}")
             self.optimizer.zero_grad(set_to_none=True)
             loss.backward()
             self.optimizer.step()
@@ -222,9 +231,19 @@ class Trainer:
         bar = tqdm(total=t.epochs, initial=self.epoch, desc="training", unit="epoch",
                    disable=not self.show_progress, mininterval=1.0, dynamic_ncols=True)
         try:
+            good_state, rollbacks = self._snapshot(), 0
             while self.epoch < t.epochs:
                 started = time.perf_counter()
-                train_loss = self.train_epoch()
+                try:
+                    train_loss = self.train_epoch()
+                except NonFiniteLoss as exc:
+                    rollbacks += 1
+                    if rollbacks > MAX_ROLLBACKS:
+                        raise NonFiniteLoss(f"{exc}; still non-finite after {MAX_ROLLBACKS} rollbacks "
+                                            f"with halved learning rates: check the data") from None
+                    self._restore(good_state, lr_factor=0.5 ** rollbacks)
+                    log.warning("%s: rolled back to epoch %d, learning rate x %g", exc, self.epoch, 0.5 ** rollbacks)
+                    continue
                 metrics = self.validate()
                 self.epoch += 1
                 improved = metrics["loss"] < self.best_loss
@@ -235,6 +254,7 @@ class Trainer:
                 if improved:
                     save_checkpoint(self.out / "best.ckpt", payload)
                 save_checkpoint(self.out / "last.ckpt", payload)
+                good_state = self._snapshot()
                 bar.update(1)
                 bar.set_postfix(E_meV_atom=f"{1000 * metrics['energy_per_atom_mae']:.2f}",
                                 F_meV_A=f"{1000 * metrics['forces_mae']:.1f}", best=self.best_epoch)
@@ -264,6 +284,22 @@ class Trainer:
         write_json(self.out / "final_metrics.json", results)
         print(format_table({k: v for k, v in results.items() if isinstance(v, dict)}))
         return results
+
+    def _snapshot(self) -> dict:
+        """Model, optimizer and scheduler state at an epoch boundary (for NaN rollback)."""
+        import copy
+        return copy.deepcopy({"model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
+                              "scheduler": self.scheduler.state_dict()})
+
+    def _restore(self, state: dict, lr_factor: float) -> None:
+        import copy
+        state = copy.deepcopy(state)
+        self.model.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scheduler.load_state_dict(state["scheduler"])
+        self.scheduler.base_lrs = [lr * lr_factor for lr in self.scheduler.base_lrs]
+        for group, lr in zip(self.optimizer.param_groups, self.scheduler.get_last_lr()):
+            group["lr"] = lr * lr_factor
 
     def _append_metrics(self, train_loss: float, m: Dict[str, float], seconds: float) -> None:
         path = self.out / "metrics.csv"
