@@ -128,8 +128,31 @@ def main():
     results["test_structures"] = len(test)
     results["pretraining_structures"] = n_pbe
     (out / "results.json").write_text(json.dumps(results, indent=2))
+    (out / "results.md").write_text(table(results))
     plot(results, out / "learning_curve.png")
-    print(f"wrote {out / 'results.json'} and {out / 'learning_curve.png'}")
+    print(table(results))
+    print(f"wrote {out / 'results.json'}, results.md and {out / 'learning_curve.png'}")
+
+
+COLUMNS = [("finetune_energy_only", "fine-tuned, E only"), ("scratch_energy_only", "scratch, E only"),
+           ("zero_shot", "zero-shot"), ("finetune_with_forces", "fine-tuned, E+F"),
+           ("scratch_with_forces", "scratch, E+F")]
+
+
+def table(results) -> str:
+    """Markdown: CCSD(T) test energy MAE (and force MAE) in kcal/mol(/A) per N and method."""
+    used = [(k, name) for k, name in COLUMNS if any(k in r for r in results["runs"])]
+    head = "| N | " + " | ".join(name for _, name in used) + " |"
+    rows = [head, "|---" * (len(used) + 1) + "|"]
+    fmt = lambda d: (f"{d['energy_mae_kcal']:.3f}" + (f" / {d['forces_mae_kcal']:.2f}" if "forces_mae_kcal" in d else ""))
+    for r in results["runs"]:
+        rows.append(f"| {r['n']} | " + " | ".join(fmt(r[k]) if k in r else "-" for k, _ in used) + " |")
+    pre = results["pretrained_pbe_on_ccsdt"]
+    rows.append("")
+    rows.append(f"Energy MAE / force MAE on the CCSD(T) test set ({results['test_structures']} energies"
+                + (f", forces of {pre['n_force_structures']} structures" if "n_force_structures" in pre else "")
+                + f"), kcal/mol and kcal/mol/Å. Pre-trained PBE model as is: {fmt(pre)}.")
+    return "\n".join(rows) + "\n"
 
 
 def _write(structures, path):
