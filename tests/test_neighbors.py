@@ -63,3 +63,8 @@ def test_edges_are_symmetric_and_linear_in_size():
 def test_nan_positions_are_rejected():
     with pytest.raises(ValueError, match="non-finite positions"):
         neighbor_list(np.array([[0, 0, 0], [np.nan, 0, 0]]), 5.0)
+
+
+def test_coincident_atoms_are_rejected_by_name():
+    with pytest.raises(ValueError, match="atoms 0 and 1 are at the same position"):
+        neighbor_list(np.array([[0.0, 0, 0], [0.0, 0, 0], [1.0, 0, 0]]), 5.0)

@@ -155,7 +155,11 @@ NeighborList build_neighbor_list(const double *positions, int64_t n, const doubl
             const Image &im = images[order[p]];
             if (im.atom == i && im.s[0] == 0 && im.s[1] == 0 && im.s[2] == 0) continue;
             const double d[3] = {im.x[0] - xi[0], im.x[1] - xi[1], im.x[2] - xi[2]};
-            if (d[0] * d[0] + d[1] * d[1] + d[2] * d[2] >= cut2) continue;
+            const double rsq = d[0] * d[0] + d[1] * d[1] + d[2] * d[2];
+            if (rsq >= cut2) continue;
+            if (rsq < 1e-20)  // r/|r| is undefined: the moments would be NaN
+              throw std::runtime_error("gmnn: atoms " + std::to_string(i) + " and " + std::to_string(im.atom) +
+                                       " are at the same position (coincident atoms)");
             nl.centers.push_back(i);
             nl.neighbors.push_back(im.atom);
             nl.vectors.insert(nl.vectors.end(), d, d + 3);

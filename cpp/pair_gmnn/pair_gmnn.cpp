@@ -258,7 +258,12 @@ void PairGMNN::compute(int eflag, int vflag)
       const int j = jlist[jj] & NEIGHMASK;
       if (species_of[type[j]] < 0) continue;
       const double dx = x[j][0] - xi, dy = x[j][1] - yi, dz = x[j][2] - zi;
-      if (dx * dx + dy * dy + dz * dz >= cut2) continue;
+      const double rsq = dx * dx + dy * dy + dz * dz;
+      if (rsq >= cut2) continue;
+      // the unit vector r/|r| of the moments is undefined at r = 0: stop instead of making NaN
+      if (rsq < 1e-20)
+        error->one(FLERR, "pair gmnn: atoms {} and {} are at the same position (coincident atoms)",
+                   atom->tag[i], atom->tag[j]);
       edge_vectors_.push_back(dx);
       edge_vectors_.push_back(dy);
       edge_vectors_.push_back(dz);

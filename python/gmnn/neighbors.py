@@ -34,6 +34,11 @@ def neighbor_list(positions, cutoff: float, cell=None, pbc=(False, False, False)
     cell = _complete_cell(cell, positions, pbc)
     i, j, d = primitive_neighbor_list("ijD", pbc, cell, positions, float(cutoff),
                                       self_interaction=False, use_scaled_positions=False)
+    coincident = np.flatnonzero(np.einsum("ij,ij->i", d, d) < 1e-20)
+    if len(coincident):
+        e = coincident[0]
+        raise ValueError(f"atoms {i[e]} and {j[e]} are at the same position (coincident atoms): "
+                         f"the descriptor is undefined there")
     return NeighborList(i.astype(np.int64), j.astype(np.int64), d)
 
 

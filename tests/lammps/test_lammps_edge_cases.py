@@ -64,9 +64,6 @@ def test_energy_is_continuous_below_r_min(inproc, model64, tmp_path):
         assert abs(f_fd - f_x) < 1e-5 * max(1.0, abs(f_x)), (r, f_fd, f_x)
 
 
-@pytest.mark.xfail(strict=True, reason="known gap: two atoms at exactly the same position give NaN "
-                   "(edge vector / |r| = 0/0) in LAMMPS and Python, not a clear error; remove this "
-                   "mark when pair gmnn rejects coincident atoms")
 def test_coincident_atoms_are_finite_or_a_clear_error(inproc, model64, tmp_path):
     from ase import Atoms
     atoms = place_in_box(Atoms("CCH", positions=[[0, 0, 0], [0, 0, 0], [0, 1.1, 0]]))
