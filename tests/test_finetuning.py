@@ -70,6 +70,10 @@ def test_shift_refit_removes_the_offset_between_levels_of_theory(tmp_path, hf_la
     assert raw["energy_mae"] > 10.0           # HF/STO-3G and PBE/def2-SVP differ by ~70 eV
     assert refit["energy_mae"] < 0.2          # a per-molecule offset is all that differed, largely
     assert refit["energy_mae"] < raw["energy_mae"] / 100
+    # the re-fitted shifts remove the mean offset on the data they were fitted to
+    zs = zero_shot(trained_ethanol_model, data)
+    p = predict_graphs(zs, data.train, forces=False)
+    assert abs(np.mean(p.energy - p.energy_ref)) < 1e-8
 
 
 def test_finetuning_beats_scratch_and_zero_shot(tmp_path, hf_labels, trained_ethanol_model):

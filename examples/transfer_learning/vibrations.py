@@ -26,7 +26,7 @@ MODELS = {  # label -> run folder under --out, in the order they are plotted
     "pre-trained (PBE)": "pretrain",
     "scratch, CCSD(T) energies": "n{n}/scratch_energy",
     "fine-tuned, CCSD(T) energies": "n{n}/finetune_energy",
-    "fine-tuned, CCSD(T) forces": "n{n}/finetune_forces",
+    "fine-tuned, CCSD(T) forces": "n{nf}/finetune_forces",
 }
 
 INPUT = """units metal
@@ -69,16 +69,17 @@ def main():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--out", default="runs/transfer_learning")
     p.add_argument("--n", type=int, default=50, help="fine-tuning set size whose models are compared")
+    p.add_argument("--forces-n", type=int, default=10, help="set size of the fine-tune-with-forces model")
     p.add_argument("--nve-ps", type=float, default=5.0)
     args = p.parse_args()
     out = Path(args.out)
     spectra, bands = {}, {}
     for label, folder in MODELS.items():
-        ckpt = out / folder.format(n=args.n) / "best.ckpt"
+        ckpt = out / folder.format(n=args.n, nf=args.forces_n) / "best.ckpt"
         if not ckpt.exists():
             print(f"skip {label}: {ckpt} not found")
             continue
-        workdir = out / "vibrations" / folder.format(n=args.n).replace("/", "_")
+        workdir = out / "vibrations" / folder.format(n=args.n, nf=args.forces_n).replace("/", "_")
         pt = export_model(ckpt, workdir / "model.pt", dtype="float32")
         dump = workdir / "velocities.dump"
         if not dump.exists():

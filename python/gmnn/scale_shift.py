@@ -19,14 +19,32 @@ def element_counts(graphs: Sequence[StructureGraph], n_elements: int) -> np.ndar
     return np.stack([np.bincount(g.species.numpy(), minlength=n_elements) for g in graphs]).astype(np.float64)
 
 
-def fit_shift(graphs: Sequence[StructureGraph], n_elements: int) -> np.ndarray:
-    labelled = [g for g in graphs if g.energy is not None]
+def fit_shift(graphs: Sequence[StructureGraph], n_elements: int, baseline=None) -> np.ndarray:
+    """Least-squares shifts of (E_ref - baseline) on element counts; baseline: per-structure
+    energies the model already predicts (None: zero)."""
+    labelled = [k for k, g in enumerate(graphs) if g.energy is not None]
     if not labelled:
         raise ValueError("cannot fit energy shifts: no structure has an energy label")
-    counts = element_counts(labelled, n_elements)
-    energies = np.array([g.energy for g in labelled])
+    counts = element_counts([graphs[k] for k in labelled], n_elements)
+    energies = np.array([graphs[k].energy for k in labelled])
+    if baseline is not None:
+        energies = energies - np.asarray(baseline)[labelled]
     shift, *_ = np.linalg.lstsq(counts, energies, rcond=None)
     return shift
+
+
+@torch.no_grad()
+def network_energies(model, graphs: Sequence[StructureGraph], batch_size: int = 64) -> np.ndarray:
+    """Per-structure sum of sigma_Z * E_i^NN (the model's energy without its shifts)."""
+    from .graph import collate
+    out = []
+    for start in range(0, len(graphs), batch_size):
+        batch = collate(graphs[start:start + batch_size])
+        atomic = model.scaled_network_energies(batch.edge_vectors.to(model.dtype), batch.centers, batch.neighbors,
+                                               batch.species, batch.species.shape[0])
+        per_structure = torch.zeros(batch.n_structures, dtype=torch.float64)
+        out.append(per_structure.index_add(0, batch.atom_structure, atomic.double()).numpy())
+    return np.concatenate(out)
 
 
 def fit_scale(graphs: Sequence[StructureGraph], shift: np.ndarray) -> float:
@@ -44,10 +62,14 @@ def fit_scale(graphs: Sequence[StructureGraph], shift: np.ndarray) -> float:
 
 @torch.no_grad()
 def fit_scale_shift(model, graphs: Sequence[StructureGraph], scale: bool = True) -> None:
-    """Set model.scale_shift from the data; `scale=False` re-fits only the shifts
-    (what fine-tuning does when the level of theory changes)."""
+    """Set model.scale_shift from the data.
+
+    scale=True (a new model): shifts from the raw energies, then the scale.
+    scale=False (a trained model, new level of theory): only the shifts, fitted to what the
+    network does not already explain, E_ref - sum sigma E^NN, so the trained network's energy
+    differences are kept and only the energy zero moves."""
     n_el = len(model.atomic_numbers)
-    shift = fit_shift(graphs, n_el)
+    shift = fit_shift(graphs, n_el, baseline=None if scale else network_energies(model, graphs))
     present = element_counts(graphs, n_el).sum(axis=0) > 0
     ss = model.scale_shift
     new_shift = ss.shift.detach().double().cpu().numpy().copy()
