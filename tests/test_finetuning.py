@@ -110,3 +110,16 @@ def test_unknown_elements_need_add_elements(tmp_path, trained_ethanol_model):
     got = new.descriptor.radial.pair_coefficients[idx][:, idx]
     assert torch.equal(got, old.descriptor.radial.pair_coefficients)
     assert torch.equal(new.network.layers[0].weight, old.network.layers[0].weight)
+
+
+def test_finetuning_never_returns_worse_than_its_start_on_validation(tmp_path, hf_labels, trained_ethanol_model):
+    """With a learning rate that wrecks the model, best.ckpt is the starting (zero-shot) model."""
+    from gmnn.checkpoint import load_checkpoint
+    config = finetune_config(tmp_path, hf_labels, epochs=3, lr=50.0)
+    trainer = finetuner(config, copy.deepcopy(trained_ethanol_model), show_progress=False)
+    start = copy.deepcopy(trainer.model.state_dict())
+    trainer.run()
+    best = load_checkpoint(tmp_path / "run" / "best.ckpt")
+    assert best["best_epoch"] == 0
+    for key, value in start.items():
+        assert torch.equal(best["model"]["state_dict"][key], value), key

@@ -57,7 +57,7 @@ def test_resume_continues_exactly_where_an_interrupted_run_stopped(tmp_path, mon
 
     def validate_then_interrupt(self):
         calls["n"] += 1
-        if calls["n"] == 3:  # Ctrl-C during epoch 3
+        if calls["n"] == 4:  # Ctrl-C during epoch 3 (calls: start model, epochs 1, 2, 3)
             raise KeyboardInterrupt
         return original_validate(self)
     monkeypatch.setattr(Trainer, "validate", validate_then_interrupt)

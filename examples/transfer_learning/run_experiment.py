@@ -41,10 +41,12 @@ def run_config(out, train_file, train_index, valid_file, valid_index, model, tra
 
 
 def trained(config, make_trainer):
-    best = Path(config.output_dir) / "best.ckpt"
-    if not best.exists():
+    """Train (unless done) and load the best checkpoint, selected on the run's own validation
+    frames (never on the test set)."""
+    path = Path(config.output_dir) / "best.ckpt"
+    if not (Path(config.output_dir) / "final_metrics.json").exists():
         make_trainer(config).run()
-    return load_model(best)
+    return load_model(path)
 
 
 def test_errors(model, test_graphs, force_graphs):
@@ -96,10 +98,13 @@ def main():
     for n in cfg["sizes"]:
         if pool_start + n > pool_stop:
             continue
-        index = f"{pool_start}:{pool_start + n}"
+        # of the N structures, 20 % (at least 2) validate for early stopping, the rest train
+        n_valid = max(2, n // 5)
+        index = f"{pool_start}:{pool_start + n - n_valid}"
+        valid_index = f"{pool_start + n - n_valid}:{pool_start + n}"
         row = {"n": n}
         energy_only = lambda name, lr_scale=1.0: run_config(
-            out / f"n{n}" / name, data("ccsdt_energies"), index, data("ccsdt_energies"), cfg["test_frames"],
+            out / f"n{n}" / name, data("ccsdt_energies"), index, data("ccsdt_energies"), valid_index,
             cfg["model"], {**small_training, "lr": small_training["lr"] * lr_scale}, 0.0)
         ft_cfg = energy_only("finetune_energy")
         ft_cfg.finetune.layer_lr_factor = cfg["layer_lr_factor"]
@@ -108,6 +113,7 @@ def main():
         row["scratch_energy_only"] = test_errors(
             trained(energy_only("scratch_energy", 3.0), lambda c: Trainer(c, show_progress=False)), test, force_graphs)
         zs_cfg = energy_only("zero_shot")
+        zs_cfg.data.train_index = f"{pool_start}:{pool_start + n}"  # no training: shifts from all N
         zs = zero_shot(pretrained, load_data(zs_cfg, elements))
         row["zero_shot"] = test_errors(zs, test, force_graphs)
         if len(force_train) >= n:
@@ -115,7 +121,7 @@ def main():
             subset = out / f"n{n}" / "forces_train.xyz"
             _write(force_train[:n], subset)
             with_f = lambda name, lr_scale=1.0: run_config(
-                out / f"n{n}" / name, subset, ":", data("ccsdt_energies"), cfg["test_frames"], cfg["model"],
+                out / f"n{n}" / name, subset, f"0:{n - n_valid}", subset, f"{n - n_valid}:", cfg["model"],
                 {**small_training, "lr": small_training["lr"] * lr_scale}, 4.0)
             c = with_f("finetune_forces")
             c.finetune.layer_lr_factor = cfg["layer_lr_factor"]

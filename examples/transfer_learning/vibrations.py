@@ -51,6 +51,7 @@ run {nve_steps}
 
 def run_md(model_pt: Path, workdir: Path, nve_ps: float, dt_fs: float = 0.5, stride: int = 2) -> Path:
     import ase.io
+    workdir, model_pt = workdir.resolve(), model_pt.resolve()  # LAMMPS runs inside workdir
     workdir.mkdir(parents=True, exist_ok=True)
     data = workdir / "ethanol8.data"
     ase.io.write(data, ethanol_box(8, density=0.005, min_distance=6.0, seed=1), format="lammps-data",

@@ -232,6 +232,11 @@ class Trainer:
                    disable=not self.show_progress, mininterval=1.0, dynamic_ncols=True)
         try:
             good_state, rollbacks = self._snapshot(), 0
+            if self.epoch == 0:
+                # the starting model is a candidate too: a fine-tune that never beats its
+                # starting point on validation returns the starting point, not something worse
+                self.best_loss = self.validate()["loss"]
+                save_checkpoint(self.out / "best.ckpt", self._payload())
             while self.epoch < t.epochs:
                 started = time.perf_counter()
                 try:
