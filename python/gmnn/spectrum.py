@@ -77,14 +77,23 @@ def band_positions(spectrum: Spectrum, bands: Dict[str, Tuple[float, float]] = B
     return {name: spectrum.peak(lo, hi) for name, (lo, hi) in bands.items()}
 
 
-def plot_spectra(spectra: Dict[str, Spectrum], path, xmax: float = 4200.0, title: str = "") -> Path:
+def plot_spectra(spectra: Dict[str, Spectrum], path, xmin: float = 400.0, xmax: float = 4200.0,
+                 title: str = "") -> Path:
+    """Spectra stacked with offsets, each scaled to its maximum inside [xmin, xmax] (below ~400
+    cm^-1 free translation and rotation of molecules would dwarf the vibrations); band
+    windows of BANDS shaded."""
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     fig, ax = plt.subplots(figsize=(8, 4.5))
     for k, (name, s) in enumerate(spectra.items()):
-        mask = s.wavenumber <= xmax
-        ax.plot(s.wavenumber[mask], s.intensity[mask] + 1.1 * k, label=name)
+        mask = (s.wavenumber >= xmin) & (s.wavenumber <= xmax)
+        y = s.intensity[mask] / s.intensity[mask].max()
+        line, = ax.plot(s.wavenumber[mask], y + 1.1 * k, label=name)
+        for lo, hi in BANDS.values():
+            ax.axvline(s.peak(lo, hi), ymin=0, ymax=1, color=line.get_color(), lw=0.6, ls=":")
+    for lo, hi in BANDS.values():
+        ax.axvspan(lo, hi, color="0.93", zorder=-1)
     ax.set_xlabel("wavenumber (cm$^{-1}$)")
     ax.set_ylabel("VDOS (offset per model)")
     ax.set_yticks([])
