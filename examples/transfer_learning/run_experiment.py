@@ -103,32 +103,28 @@ def main():
         index = f"{pool_start}:{pool_start + n - n_valid}"
         valid_index = f"{pool_start + n - n_valid}:{pool_start + n}"
         row = {"n": n}
-        energy_only = lambda name, lr_scale=1.0: run_config(
-            out / f"n{n}" / name, data("ccsdt_energies"), index, data("ccsdt_energies"), valid_index,
-            cfg["model"], {**small_training, "lr": small_training["lr"] * lr_scale}, 0.0)
-        ft_cfg = energy_only("finetune_energy")
-        ft_cfg.finetune.layer_lr_factor = cfg["layer_lr_factor"]
-        row["finetune_energy_only"] = test_errors(
-            trained(ft_cfg, lambda c: finetuner(c, copy.deepcopy(pretrained), show_progress=False)), test, force_graphs)
-        row["scratch_energy_only"] = test_errors(
-            trained(energy_only("scratch_energy", 3.0), lambda c: Trainer(c, show_progress=False)), test, force_graphs)
-        zs_cfg = energy_only("zero_shot")
-        zs_cfg.data.train_index = f"{pool_start}:{pool_start + n}"  # no training: shifts from all N
-        zs = zero_shot(pretrained, load_data(zs_cfg, elements))
-        row["zero_shot"] = test_errors(zs, test, force_graphs)
+        def finetune_and_scratch(kind, train_file, train_index, valid_index, force_weight):
+            """Fine-tune the pre-trained model and train from scratch (3x the lr) on the same data."""
+            make = lambda name, lr_scale: run_config(
+                out / f"n{n}" / f"{name}_{kind}", train_file, train_index, train_file, valid_index, cfg["model"],
+                {**small_training, "lr": small_training["lr"] * lr_scale}, force_weight)
+            ft_cfg = make("finetune", 1.0)
+            ft_cfg.finetune.layer_lr_factor = cfg["layer_lr_factor"]
+            ft = trained(ft_cfg, lambda c: finetuner(c, copy.deepcopy(pretrained), show_progress=False))
+            scratch = trained(make("scratch", 3.0), lambda c: Trainer(c, show_progress=False))
+            return test_errors(ft, test, force_graphs), test_errors(scratch, test, force_graphs)
+
+        row["finetune_energy_only"], row["scratch_energy_only"] = finetune_and_scratch(
+            "energy", data("ccsdt_energies"), index, valid_index, 0.0)
+        zs_cfg = run_config(out / f"n{n}" / "zero_shot", data("ccsdt_energies"), f"{pool_start}:{pool_start + n}",
+                            data("ccsdt_energies"), valid_index, cfg["model"], small_training, 0.0)
+        row["zero_shot"] = test_errors(zero_shot(pretrained, load_data(zs_cfg, elements)), test, force_graphs)
         if len(force_train) >= n:
-            # fine-tuning and scratch with CCSD(T) forces on the first n force-labelled structures
+            # with CCSD(T) forces, on the first n force-labelled structures
             subset = out / f"n{n}" / "forces_train.xyz"
             _write(force_train[:n], subset)
-            with_f = lambda name, lr_scale=1.0: run_config(
-                out / f"n{n}" / name, subset, f"0:{n - n_valid}", subset, f"{n - n_valid}:", cfg["model"],
-                {**small_training, "lr": small_training["lr"] * lr_scale}, 4.0)
-            c = with_f("finetune_forces")
-            c.finetune.layer_lr_factor = cfg["layer_lr_factor"]
-            row["finetune_with_forces"] = test_errors(
-                trained(c, lambda c: finetuner(c, copy.deepcopy(pretrained), show_progress=False)), test, force_graphs)
-            row["scratch_with_forces"] = test_errors(
-                trained(with_f("scratch_forces", 3.0), lambda c: Trainer(c, show_progress=False)), test, force_graphs)
+            row["finetune_with_forces"], row["scratch_with_forces"] = finetune_and_scratch(
+                "forces", subset, f"0:{n - n_valid}", f"{n - n_valid}:", 4.0)
         results["runs"].append(row)
         print(json.dumps(row), flush=True)
     results["test_structures"] = len(test)
