@@ -4,19 +4,15 @@ import numpy as np
 from lammps_testing import STRUCTURES, lammps_header, write_data
 
 
-def test_nve_conserves_total_energy(inproc, md_model, tmp_path):
-    """1000 steps of 0.25 fs of a periodic ethanol/water/methane box started at 300 K: the
-    total energy stays constant to ~1e-5 eV/atom (forces are the exact gradient of the energy
-    across reneighbouring and periodic boundaries)."""
-    atoms = STRUCTURES["box"]()
-    data = write_data(atoms, tmp_path / "box.data")
+def run_nve(inproc, data, periodic, model, velocity):
+    """1000 steps of 0.25 fs NVE; total energy (21 samples) and temperature (20 samples)."""
     lmp = inproc.lammps.lammps(cmdargs=["-screen", "none", "-log", "none", "-nocite"])
     try:
         lmp.command(f"plugin load {inproc.plugin}")
-        lmp.commands_string(lammps_header(data, True) + f"""
+        lmp.commands_string(lammps_header(data, periodic) + f"""
 pair_style gmnn
-pair_coeff * * {md_model} C H O
-velocity all create 300.0 87287 loop geom
+pair_coeff * * {model} C H O
+velocity all create 300.0 {velocity}
 fix nve all nve
 timestep 0.00025
 thermo_style custom step pe ke etotal temp
@@ -29,7 +25,16 @@ run 0
             temps.append(lmp.get_thermo("temp"))
     finally:
         lmp.close()
-    etot = np.array(etot)
+    return np.array(etot), temps
+
+
+def test_nve_conserves_total_energy(inproc, md_model, tmp_path):
+    """1000 steps of 0.25 fs of a periodic ethanol/water/methane box started at 300 K: the
+    total energy stays constant to ~1e-5 eV/atom (forces are the exact gradient of the energy
+    across reneighbouring and periodic boundaries)."""
+    atoms = STRUCTURES["box"]()
+    data = write_data(atoms, tmp_path / "box.data")
+    etot, temps = run_nve(inproc, data, True, md_model, "87287 loop geom")
     n = len(atoms)
     drift = (etot[-1] - etot[0]) / n
     spread = (etot.max() - etot.min()) / n
@@ -72,26 +77,7 @@ def test_nve_of_trained_ethanol_molecule(inproc, request, tmp_path):
     model = str(gmnn.export_model(trained, tmp_path / "ethanol.pt", dtype="float64"))
     atoms = place_in_box(read(str(ETHANOL), index=0), margin=10.0)
     data = write_data(atoms, tmp_path / "ethanol.data")
-    lmp = inproc.lammps.lammps(cmdargs=["-screen", "none", "-log", "none", "-nocite"])
-    try:
-        lmp.command(f"plugin load {inproc.plugin}")
-        lmp.commands_string(lammps_header(data, False) + f"""
-pair_style gmnn
-pair_coeff * * {model} C H O
-velocity all create 300.0 5512 loop geom mom yes rot yes
-fix nve all nve
-timestep 0.00025
-thermo_style custom step pe ke etotal temp
-run 0
-""")
-        etot, temps = [lmp.get_thermo("etotal")], []
-        for _ in range(20):
-            lmp.command("run 50 pre no post no")
-            etot.append(lmp.get_thermo("etotal"))
-            temps.append(lmp.get_thermo("temp"))
-    finally:
-        lmp.close()
-    etot = np.array(etot)
+    etot, temps = run_nve(inproc, data, False, model, "5512 loop geom mom yes rot yes")
     spread = etot.max() - etot.min()
     print(f"NVE trained ethanol, 1000 x 0.25 fs: E_tot drift {etot[-1] - etot[0]:.2e} eV, "
           f"max spread {spread:.2e} eV, T in [{min(temps):.0f}, {max(temps):.0f}] K")
