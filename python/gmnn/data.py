@@ -162,7 +162,7 @@ def _choose_key(path, atoms, key, kind):
     if len(found) > 1:
         raise DataError(f"{path}: several {kind} fields {found}; choose one with {kind}_key")
     if not found:
-        log.warning("%s: no %s labels found (looked for %s)", path, kind, list(_STANDARD_NAMES[kind]))
+        log.info("%s: no %s labels (looked for %s)", path, kind, list(_STANDARD_NAMES[kind]))
         return None
     if found[0] != kind:
         log.info("%s: using field %r as %s", path, found[0], kind)
