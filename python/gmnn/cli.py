@@ -35,7 +35,9 @@ def train_main(argv=None):
 
     def run():
         from .config import load_config
+        from .distributed import init_from_env
         from .training import train
+        init_from_env()  # under torchrun: data-parallel training
         train(load_config(args.config), resume=args.resume, show_progress=not args.no_progress)
         return 0
     return _run(run)
@@ -186,7 +188,9 @@ def finetune_main(argv=None):
 
     def run():
         from .config import load_config
+        from .distributed import init_from_env
         from .finetuning import finetune
+        init_from_env()
         finetune(load_config(args.config), args.pretrained, args.add_elements, args.resume,
                  show_progress=not args.no_progress)
         return 0

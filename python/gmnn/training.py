@@ -20,6 +20,7 @@ from tqdm import tqdm
 
 from . import __version__
 from .checkpoint import load_checkpoint, save_checkpoint
+from . import distributed
 from .config import Config, config_from_dict, config_to_dict
 from .data import read_structures, split_indices
 from .evaluation import Predictions, error_metrics, format_table, predict_graphs, write_json
@@ -195,19 +196,28 @@ class Trainer:
         t = self.config.training
         self.model.train()
         order = np.random.default_rng([t.seed, self.epoch]).permutation(len(self.data.train))
+        rank, size = distributed.rank_and_size()
+        params = [p for g in self.optimizer.param_groups for p in g["params"]]
         total, n = 0.0, 0
         for start in range(0, len(order), t.batch_size):
-            batch = collate([self.data.train[k] for k in order[start:start + t.batch_size]]).to(t.device)
-            out = self.model.predict(batch, forces=t.force_weight > 0, create_graph=True)
-            loss = loss_terms(out, batch, t.energy_weight, t.force_weight)
-            if not torch.isfinite(loss):
-                raise NonFiniteLoss(f"loss is {float(loss)} in epoch {self.epoch + 1}")
+            whole = order[start:start + t.batch_size]
+            mine = whole[rank::size]  # data parallel: this rank's share of the batch
             self.optimizer.zero_grad(set_to_none=True)
-            loss.backward()
+            loss_value = 0.0
+            if len(mine):
+                batch = collate([self.data.train[k] for k in mine]).to(t.device)
+                out = self.model.predict(batch, forces=t.force_weight > 0, create_graph=True)
+                loss = loss_terms(out, batch, t.energy_weight, t.force_weight)
+                loss_value = float(loss.detach())
+                if torch.isfinite(loss):
+                    (loss * (len(mine) / len(whole))).backward()
+            if not distributed.all_ranks_true(np.isfinite(loss_value)):
+                raise NonFiniteLoss(f"loss is {loss_value} in epoch {self.epoch + 1}")
+            distributed.reduce_gradients(params)
             self.optimizer.step()
             self.scheduler.step()
-            total += float(loss.detach()) * batch.n_structures
-            n += batch.n_structures
+            total += distributed.sum_over_ranks(loss_value * len(mine))
+            n += len(whole)
         return total / max(n, 1)
 
     def validate(self) -> Dict[str, float]:
@@ -221,22 +231,24 @@ class Trainer:
 
     def run(self) -> Dict[str, float]:
         t = self.config.training
-        check_output_dir(self.out)
-        write_json(self.out / "config.json", config_to_dict(self.config))
+        self.main = distributed.is_main()  # only rank 0 writes files
+        if self.main:
+            check_output_dir(self.out)
+            write_json(self.out / "config.json", config_to_dict(self.config))
         previous = {s: signal.getsignal(s) for s in (signal.SIGTERM,)}
 
         def on_term(signum, frame):
             raise _Interrupted()
         signal.signal(signal.SIGTERM, on_term)
         bar = tqdm(total=t.epochs, initial=self.epoch, desc="training", unit="epoch",
-                   disable=not self.show_progress, mininterval=1.0, dynamic_ncols=True)
+                   disable=not (self.show_progress and self.main), mininterval=1.0, dynamic_ncols=True)
         try:
             good_state, rollbacks = self._snapshot(), 0
             if self.epoch == 0:
                 # the starting model is a candidate too: a fine-tune that never beats its
                 # starting point on validation returns the starting point, not something worse
                 self.best_loss = self.validate()["loss"]
-                save_checkpoint(self.out / "best.ckpt", self._payload())
+                self._save("best.ckpt", self._payload())
             while self.epoch < t.epochs:
                 started = time.perf_counter()
                 try:
@@ -254,11 +266,12 @@ class Trainer:
                 improved = metrics["loss"] < self.best_loss
                 if improved:
                     self.best_loss, self.best_epoch = metrics["loss"], self.epoch
-                self._append_metrics(train_loss, metrics, time.perf_counter() - started)
+                if self.main:
+                    self._append_metrics(train_loss, metrics, time.perf_counter() - started)
                 payload = self._payload()
                 if improved:
-                    save_checkpoint(self.out / "best.ckpt", payload)
-                save_checkpoint(self.out / "last.ckpt", payload)
+                    self._save("best.ckpt", payload)
+                self._save("last.ckpt", payload)
                 good_state = self._snapshot()
                 bar.update(1)
                 bar.set_postfix(E_meV_atom=f"{1000 * metrics['energy_per_atom_mae']:.2f}",
@@ -277,17 +290,23 @@ class Trainer:
                 signal.signal(s, handler)
         return self.finish()
 
+    def _save(self, name: str, payload: dict) -> None:
+        if self.main:
+            save_checkpoint(self.out / name, payload)
+
     def finish(self) -> Dict[str, Dict[str, float]]:
         """Evaluate the best model on every set, print a table, write final_metrics.json."""
         t = self.config.training
+        distributed.barrier()  # best.ckpt is written by rank 0
         best = GMNN.from_checkpoint_state(load_checkpoint(self.out / "best.ckpt")["model"]).to(t.device).eval()
         results = {}
         for name, graphs in (("train", self.data.train), ("valid", self.data.valid), ("test", self.data.test)):
             if graphs:
                 results[name] = error_metrics(predict_graphs(best, graphs, t.eval_batch_size, device=t.device))
         results["best_epoch"] = self.best_epoch
-        write_json(self.out / "final_metrics.json", results)
-        print(format_table({k: v for k, v in results.items() if isinstance(v, dict)}))
+        if self.main:
+            write_json(self.out / "final_metrics.json", results)
+            print(format_table({k: v for k, v in results.items() if isinstance(v, dict)}))
         return results
 
     def _snapshot(self) -> dict:
