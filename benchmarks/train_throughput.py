@@ -30,6 +30,33 @@ ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT.parent / "shared" / "data"
 
 
+def model_flops_per_atom(n_radial, n_basis, n_elements, hidden, n_features, edges_per_atom):
+    """Floating-point operations per atom for energy + forces (forward + backward ~ 3x forward).
+
+    Counted: radial functions (all element pairs as one matmul), the moment scatter, the eight
+    contractions as written in descriptor.py, and the dense layers; exp/cos and indexing count
+    as one operation per element."""
+    s, k, p = n_radial, n_basis, n_elements**2
+    per_edge = 3 * k + 2 * k * p * s + 2 * s * 40 + 40
+    contractions = (2 * s * s * (3 + 9 + 27)              # pairs of L = 1, 2, 3
+                    + 2 * s * s * 27 + 2 * s**3 * 9        # family 5
+                    + 2 * s * s * 9 + 2 * s**3 * 3         # family 6
+                    + 2 * s * s * 81 + 2 * s**3 * 9        # family 7
+                    + 2 * s * s * 27 + 2 * s**3 * 3)       # family 8
+    widths = [n_features, *hidden, 1]
+    dense = sum(2 * a * b for a, b in zip(widths[:-1], widths[1:]))
+    forward = edges_per_atom * per_edge + contractions + dense
+    return 3 * forward
+
+
+def peak_matmul_gflops(dtype, n=2048, repeats=3):
+    """The machine's practical limit: a large square matmul in torch, same threads."""
+    a = torch.randn(n, n, dtype=dtype)
+    b = torch.randn(n, n, dtype=dtype)
+    a @ b
+    return 2 * n**3 / best_of(lambda: a @ b, repeats) / 1e9
+
+
 def best_of(fn, repeats):
     times = []
     for _ in range(repeats):
@@ -81,7 +108,9 @@ def inference_cost(n_target, dtype, hidden, repeats=3):
     energy_forces()
     t_model = best_of(energy_forces, repeats)
     n = len(atoms)
-    return {"n_atoms": n, "edges_per_atom": len(nl.centers) / n,
+    flops = model_flops_per_atom(5, 7, 1, hidden, 360, len(nl.centers) / n)
+    return {"n_atoms": n, "edges_per_atom": len(nl.centers) / n, "model_flops_per_atom": flops,
+            "model_gflops": flops * n / t_model / 1e9,
             "neighbor_list_us_per_atom": 1e6 * t_nl / n, "model_us_per_atom": 1e6 * t_model / n,
             "total_us_per_atom": 1e6 * (t_nl + t_model) / n}
 
@@ -111,13 +140,21 @@ def main():
             results["training"].append({"data": name, "dtype": dtype, **r})
             print(f"{name:<10}{dtype:<9}{r['structures_per_s']:>10.1f}{r['atoms_per_structure']:>11.1f}"
                   f"{r['edges_per_atom']:>12.1f}", flush=True)
-    print(f"\n{'inference':<10}{'dtype':<9}{'atoms':>7}{'nl us/at':>10}{'model us/at':>13}{'total us/at':>13}")
+    peak = {dt: peak_matmul_gflops(getattr(torch, dt)) for dt in ("float32", "float64")}
+    results["peak_matmul_gflops"] = peak
+    print(f"\npeak torch matmul (2048^2, {args.threads} thread(s)): float32 {peak['float32']:.0f} GFLOP/s, "
+          f"float64 {peak['float64']:.0f} GFLOP/s")
+    print(f"\n{'inference':<10}{'dtype':<9}{'atoms':>7}{'nl us/at':>10}{'model us/at':>13}{'total us/at':>13}"
+          f"{'kFLOP/at':>10}{'GFLOP/s':>9}{'of peak':>9}")
     for n in args.sizes:
         for dtype in ("float32", "float64"):
             r = inference_cost(n, dtype, hidden, repeats=repeats)
+            r["fraction_of_peak"] = r["model_gflops"] / peak[dtype]
             results["inference"].append({"dtype": dtype, **r})
             print(f"{'diamond':<10}{dtype:<9}{r['n_atoms']:>7}{r['neighbor_list_us_per_atom']:>10.1f}"
-                  f"{r['model_us_per_atom']:>13.1f}{r['total_us_per_atom']:>13.1f}", flush=True)
+                  f"{r['model_us_per_atom']:>13.1f}{r['total_us_per_atom']:>13.1f}"
+                  f"{r['model_flops_per_atom'] / 1e3:>10.0f}{r['model_gflops']:>9.1f}{r['fraction_of_peak']:>9.1%}",
+                  flush=True)
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(results, indent=2))
     print(f"\nwrote {args.out}")
