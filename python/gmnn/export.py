@@ -11,7 +11,7 @@ from . import __version__
 from .model import DTYPES, GMNN
 
 FORMAT_VERSION = 1
-META_KEYS = ("format_version", "gmnn_version", "cutoff", "atomic_numbers", "dtype", "units")
+META_KEYS = ("format_version", "gmnn_version", "cutoff", "atomic_numbers", "dtype", "units", "checksum")
 
 
 class ModelFileError(RuntimeError):
@@ -41,9 +41,31 @@ def export_model(model, path, dtype: Optional[str] = None) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp")
-    torch.jit.save(scripted, str(tmp), _extra_files={f"gmnn/{k}": v for k, v in meta.items()})
+    extra = {f"gmnn/{k}": v for k, v in meta.items()}
+    torch.jit.save(scripted, str(tmp), _extra_files=extra)
+    # a checksum of code, weights and metadata: a flipped bit in the file is an error, not a
+    # silently different potential (the zip reader itself does not verify its CRCs)
+    extra["gmnn/checksum"] = content_checksum(tmp)
+    torch.jit.save(scripted, str(tmp), _extra_files=extra)
+    if content_checksum(tmp) != extra["gmnn/checksum"]:
+        raise RuntimeError("TorchScript serialisation is not deterministic; cannot checksum the model file")
     tmp.replace(path)
     return path
+
+
+def content_checksum(path) -> str:
+    """CRC-32 (hex) over the archive records that define the model: code, constants, pickles and
+    gmnn metadata (not the random serialization id, not the checksum itself), in name order."""
+    import zipfile
+    import zlib
+    crc = 0
+    with zipfile.ZipFile(path) as z:
+        names = sorted(n for n in z.namelist()
+                       if not n.endswith(("/.data/serialization_id", "/extra/gmnn/checksum", "/version")))
+        for name in names:
+            crc = zlib.crc32(name.split("/", 1)[1].encode(), crc)
+            crc = zlib.crc32(z.read(name), crc)
+    return f"{crc:08x}"
 
 
 @dataclass
@@ -70,6 +92,14 @@ def read_metadata(path) -> dict:
     if int(meta["format_version"]) > FORMAT_VERSION:
         raise ModelFileError(f"{path}: model format version {meta['format_version']} is newer than this gmnn "
                              f"reads ({FORMAT_VERSION})")
+    if meta["checksum"]:
+        try:
+            actual = content_checksum(path)
+        except Exception as exc:
+            raise ModelFileError(f"{path}: cannot verify the model file: {exc}") from exc
+        if actual != meta["checksum"]:
+            raise ModelFileError(f"{path}: checksum mismatch (file {actual}, recorded {meta['checksum']}): "
+                                 f"the model file is corrupt")
     meta["module"] = module
     return meta
 
