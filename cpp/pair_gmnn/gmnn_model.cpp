@@ -5,6 +5,7 @@
 #include <ATen/Parallel.h>
 #include <torch/csrc/autograd/autograd.h>
 #include <torch/cuda.h>
+#include <caffe2/serialize/inline_container.h>
 #include <torch/script.h>
 
 #include <algorithm>
@@ -85,6 +86,44 @@ int configure_torch_threads(int fallback) {
   return n;
 }
 
+// CRC-32 (the zlib polynomial), continued from `crc`, as Python's zlib.crc32.
+static uint32_t crc32_update(uint32_t crc, const unsigned char *data, size_t n) {
+  static uint32_t table[256];
+  static bool ready = false;
+  if (!ready) {
+    for (uint32_t i = 0; i < 256; ++i) {
+      uint32_t c = i;
+      for (int k = 0; k < 8; ++k) c = (c & 1) ? 0xEDB88320u ^ (c >> 1) : c >> 1;
+      table[i] = c;
+    }
+    ready = true;
+  }
+  crc = ~crc;
+  for (size_t i = 0; i < n; ++i) crc = table[(crc ^ data[i]) & 0xFFu] ^ (crc >> 8);
+  return ~crc;
+}
+
+// The checksum gmnn-export records (python/gmnn/export.py: content_checksum): CRC-32 over the
+// names and bytes of every record but the serialization id, the torch version and itself.
+static std::string content_checksum(const std::string &path) {
+  caffe2::serialize::PyTorchStreamReader reader(path);
+  std::vector<std::string> names;
+  for (const auto &name : reader.getAllRecords())
+    if (name != ".data/serialization_id" && name != "version" && name != ".data/version" &&
+        name != "extra/gmnn/checksum")
+      names.push_back(name);
+  std::sort(names.begin(), names.end());
+  uint32_t crc = 0;
+  for (const auto &name : names) {
+    crc = crc32_update(crc, reinterpret_cast<const unsigned char *>(name.data()), name.size());
+    auto record = reader.getRecord(name);
+    crc = crc32_update(crc, static_cast<const unsigned char *>(std::get<0>(record).get()), std::get<1>(record));
+  }
+  char hex[9];
+  std::snprintf(hex, sizeof hex, "%08x", crc);
+  return hex;
+}
+
 Model::Model(const std::string &path, const std::string &device, int local_rank)
     : impl_(new Impl), path_(path) {
   {
@@ -95,7 +134,8 @@ Model::Model(const std::string &path, const std::string &device, int local_rank)
 
   torch::jit::ExtraFilesMap extra{{"gmnn/format_version", ""}, {"gmnn/gmnn_version", ""},
                                   {"gmnn/cutoff", ""},         {"gmnn/atomic_numbers", ""},
-                                  {"gmnn/dtype", ""},          {"gmnn/units", ""}};
+                                  {"gmnn/dtype", ""},          {"gmnn/units", ""},
+                                  {"gmnn/checksum", ""}};
   try {
     impl_->device = resolve_device(device, local_rank);
   } catch (const std::exception &e) {
@@ -110,6 +150,17 @@ Model::Model(const std::string &path, const std::string &device, int local_rank)
                    first_line(e.what()));
   }
 
+  const std::string recorded = trim(extra["gmnn/checksum"]);
+  if (!recorded.empty()) {  // files written before checksums existed have none
+    std::string actual;
+    try {
+      actual = content_checksum(path);
+    } catch (const std::exception &e) {
+      fail(path, "cannot verify the model file: " + first_line(e.what()));
+    }
+    if (actual != recorded)
+      fail(path, "checksum mismatch (file " + actual + ", recorded " + recorded + "): the model file is corrupt");
+  }
   const std::string version = trim(extra["gmnn/format_version"]);
   if (version.empty())
     fail(path, "not a gmnn model (no gmnn/format_version metadata; export it with gmnn-export)");

@@ -58,13 +58,13 @@ def content_checksum(path) -> str:
     gmnn metadata (not the random serialization id, not the checksum itself), in name order."""
     import zipfile
     import zlib
+    skipped = {".data/serialization_id", "version", ".data/version", "extra/gmnn/checksum"}
     crc = 0
     with zipfile.ZipFile(path) as z:
-        names = sorted(n for n in z.namelist()
-                       if not n.endswith(("/.data/serialization_id", "/extra/gmnn/checksum", "/version")))
-        for name in names:
-            crc = zlib.crc32(name.split("/", 1)[1].encode(), crc)
-            crc = zlib.crc32(z.read(name), crc)
+        records = sorted((n.split("/", 1)[1], n) for n in z.namelist() if n.split("/", 1)[1] not in skipped)
+        for name, full_name in records:  # same order and bytes as the C++ loader (gmnn_model.cpp)
+            crc = zlib.crc32(name.encode(), crc)
+            crc = zlib.crc32(z.read(full_name), crc)
     return f"{crc:08x}"
 
 

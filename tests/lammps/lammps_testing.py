@@ -222,6 +222,10 @@ def _write_variant(tmp_path, model64, name, **meta_override):
             files[f"gmnn/{k}"] = v
     path = tmp_path / name
     torch.jit.save(module, str(path), _extra_files=files)
+    if "gmnn/checksum" in files:  # a consistently written file: the checksum matches its content
+        from gmnn.export import content_checksum
+        files["gmnn/checksum"] = content_checksum(path)
+        torch.jit.save(module, str(path), _extra_files=files)
     return str(path)
 
 

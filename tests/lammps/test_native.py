@@ -113,3 +113,24 @@ def test_evaluation_in_blocks_of_atoms_gives_the_same_results(native, model64, p
     assert np.abs(parts["forces"] - whole["forces"]).max() < 1e-12
     assert np.abs(parts["atomic_energies"] - whole["atomic_energies"]).max() < 1e-12
     assert np.abs(parts["virial"] - whole["virial"]).max() < 1e-12
+
+
+def test_native_loader_verifies_the_checksum(tmp_path):
+    """A weight byte changed inside the archive: the C++ loader refuses the file like Python does."""
+    import zipfile
+
+    import pytest
+
+    native = pytest.importorskip("gmnn._native")
+    from gmnn import build_model, export_model
+    good = export_model(build_model(["H", "C"], hidden=(8, 8), dtype="float64"), tmp_path / "good.pt")
+    native.Model(str(good), "cpu")  # loads
+    bad = tmp_path / "bad.pt"
+    with zipfile.ZipFile(good) as src, zipfile.ZipFile(bad, "w") as dst:
+        for item in src.infolist():
+            data = src.read(item)
+            if item.filename.endswith("constants/1"):
+                data = data[:-1] + bytes([data[-1] ^ 1])
+            dst.writestr(item, data)
+    with pytest.raises(Exception, match="checksum mismatch"):
+        native.Model(str(bad), "cpu")
