@@ -22,6 +22,7 @@
 #include "utils.h"
 
 #include <climits>
+#include <cmath>
 #include <cstring>
 #include <exception>
 
@@ -68,8 +69,32 @@ void PairGMNN::allocate()
 
 /* ----------------------------------------------------------------------
    pair_style gmnn [device auto|cpu|cuda|cuda:N] [atoms_per_pass N] [keep_memory yes|no]
-                   [debug yes|no]
+                   [debug yes|no] [max_force F]
 ------------------------------------------------------------------------- */
+
+/* ----------------------------------------------------------------------
+   Stop instead of writing garbage: NaN/inf energies or forces always stop the run; with
+   max_force F, so does any pair contribution |dE/dr_ij| > F eV/Å (an exploding structure).
+------------------------------------------------------------------------- */
+
+void PairGMNN::check_result(const gmnn::EvalResult &res, int64_t n_edges)
+{
+  if (!std::isfinite(res.energy))
+    error->one(FLERR, "pair gmnn: step {}: energy is {} (non-finite)", update->ntimestep, res.energy);
+  const double cap2 = max_force_ * max_force_;
+  const double *g = res.edge_gradients.data();
+  for (int64_t e = 0; e < n_edges; e++) {
+    const double g2 = g[3 * e] * g[3 * e] + g[3 * e + 1] * g[3 * e + 1] + g[3 * e + 2] * g[3 * e + 2];
+    if (!std::isfinite(g2))
+      error->one(FLERR, "pair gmnn: step {}: non-finite force between atoms {} and {}", update->ntimestep,
+                 atom->tag[centers_[e]], atom->tag[neighbors_[e]]);
+    if (max_force_ > 0.0 && g2 > cap2)
+      error->one(FLERR,
+                 "pair gmnn: step {}: force {:.4g} eV/Angstrom between atoms {} and {} exceeds max_force {:.4g} "
+                 "(exploding structure?)",
+                 update->ntimestep, std::sqrt(g2), atom->tag[centers_[e]], atom->tag[neighbors_[e]], max_force_);
+  }
+}
 
 void PairGMNN::settings(int narg, char **arg)
 {
@@ -90,8 +115,13 @@ void PairGMNN::settings(int narg, char **arg)
       keep_memory_ = utils::logical(FLERR, value, false, lmp);
     } else if (key == "debug") {
       debug_ = utils::logical(FLERR, value, false, lmp);
+    } else if (key == "max_force") {
+      max_force_ = utils::numeric(FLERR, value, false, lmp);
+      if (max_force_ < 0.0) error->all(FLERR, "pair_style gmnn: max_force must be >= 0 (0 = no cap)");
     } else {
-      error->all(FLERR, "pair_style gmnn: unknown keyword '{}' (expected device, atoms_per_pass, keep_memory or debug)",
+      error->all(FLERR,
+                 "pair_style gmnn: unknown keyword '{}' (expected device, atoms_per_pass, keep_memory, debug "
+                 "or max_force)",
                  key);
     }
     iarg += 2;
@@ -295,6 +325,7 @@ void PairGMNN::compute(int eflag, int vflag)
     res.atomic_energies.clear();
     res.edge_gradients.clear();
   }
+  check_result(res, n_edges);
 
   if (eflag_either) {
     for (int i = 0; i < nlocal; i++) {

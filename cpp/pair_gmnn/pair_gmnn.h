@@ -40,6 +40,7 @@ class PairGMNN : public Pair {
  protected:
   void allocate();
   void load_model(const std::string &path);
+  void check_result(const gmnn::EvalResult &res, int64_t n_edges);
 
   std::string device_request_ = "auto";
   std::unique_ptr<gmnn::Model> model_;
@@ -49,6 +50,7 @@ class PairGMNN : public Pair {
   double cutoff_ = 0.0;
   int debug_ = 0;
   bigint atoms_per_pass_ = 2048;  // centres per forward/backward pass (bounds memory); 0 = all
+  double max_force_ = 0.0;    // eV/A: stop if a pair contribution exceeds it; 0 = no cap
   bool keep_memory_ = true;   // tune glibc malloc to keep freed memory between steps
   static bool malloc_tuned_;
   int reported_threads_ = 0;
