@@ -20,3 +20,25 @@ def small_model(elements=("H", "C", "O"), seed=0, dtype="float64", hidden=(32, 3
         model.scale_shift.scale.fill_(0.7)
         model.scale_shift.shift.copy_(torch.linspace(-3.0, -1.0, len(elements)))
     return model.eval()
+
+
+def write_ethanol_config(path, output_dir, epochs, dtype="float32", lr=None):
+    """A YAML config for a tiny model on rMD17 ethanol frames 0-39 (validation 90-99), as a
+    user writes it for gmnn-train."""
+    path.write_text(f"""
+output_dir: {output_dir}
+data:
+  train_file: {ETHANOL}
+  train_index: "0:40"
+  valid_file: {ETHANOL}
+  valid_index: "90:"
+  energy_unit: kcal/mol
+model:
+  hidden: [16, 16]
+  dtype: {dtype}
+training:
+  epochs: {epochs}
+  batch_size: 8
+  threads: 1
+""" + (f"  lr: {lr}\n" if lr is not None else ""))
+    return path

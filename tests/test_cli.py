@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from gmnn_testing import ETHANOL
+from gmnn_testing import ETHANOL, write_ethanol_config
 
 BIN = Path(sys.executable).parent
 
@@ -24,21 +24,7 @@ def run(*args, cwd, ok=True):
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("cli")
-    (tmp / "train.yaml").write_text(f"""
-output_dir: run
-data:
-  train_file: {ETHANOL}
-  train_index: "0:40"
-  valid_file: {ETHANOL}
-  valid_index: "90:"
-  energy_unit: kcal/mol
-model:
-  hidden: [16, 16]
-training:
-  epochs: 3
-  batch_size: 8
-  threads: 1
-""")
+    write_ethanol_config(tmp / "train.yaml", "run", epochs=3)
     proc = run("gmnn-train", "train.yaml", "--no-progress", cwd=tmp)
     assert "valid" in proc.stdout and "F MAE" in proc.stdout
     return tmp

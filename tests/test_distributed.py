@@ -9,30 +9,13 @@ import pytest
 import torch
 
 from gmnn.checkpoint import load_checkpoint
-from gmnn_testing import ETHANOL
+from gmnn_testing import write_ethanol_config
 
 BIN = Path(sys.executable).parent
 
 
 def write_config(path, out):
-    path.write_text(f"""
-output_dir: {out}
-data:
-  train_file: {ETHANOL}
-  train_index: "0:40"
-  valid_file: {ETHANOL}
-  valid_index: "90:"
-  energy_unit: kcal/mol
-model:
-  hidden: [16, 16]
-  dtype: float64
-training:
-  epochs: 2
-  batch_size: 8
-  lr: 0.01
-  threads: 1
-""")
-    return path
+    return write_ethanol_config(path, out, epochs=2, dtype="float64", lr=0.01)
 
 
 @pytest.mark.skipif(not (BIN / "torchrun").exists(), reason="torchrun not installed")
