@@ -22,6 +22,7 @@ from ase.build import bulk
 from gmnn import build_model
 from gmnn.data import read_structures
 from gmnn.graph import build_graphs, collate
+from gmnn.model import forces_from_edge_gradients
 from gmnn.neighbors import neighbor_list
 from gmnn.scale_shift import fit_scale_shift
 from gmnn.training import loss_terms
@@ -104,7 +105,7 @@ def inference_cost(n_target, dtype, hidden, repeats=3):
         v = vectors.clone().requires_grad_(True)
         e = model(v, centers, neighbors, species, len(atoms))
         (g,) = torch.autograd.grad(e.sum(), v)
-        torch.zeros(len(atoms), 3, dtype=g.dtype).index_add_(0, centers, g).index_add_(0, neighbors, -g)
+        forces_from_edge_gradients(g, centers, neighbors, len(atoms))
     energy_forces()
     t_model = best_of(energy_forces, repeats)
     n = len(atoms)

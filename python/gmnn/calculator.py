@@ -6,6 +6,7 @@ from ase.calculators.calculator import Calculator, all_changes
 
 from .export import as_loaded_model
 from .graph import species_lookup
+from .model import forces_from_edge_gradients
 from .neighbors import neighbor_list
 
 
@@ -38,8 +39,7 @@ class GMNNCalculator(Calculator):
         n = len(atoms)
         atomic = self.model.atomic_energies(vectors, centers, neighbors, torch.from_numpy(species).to(dev), n)
         (grad,) = torch.autograd.grad(atomic.sum(), vectors)
-        forces = torch.zeros((n, 3), dtype=grad.dtype, device=dev)
-        forces.index_add_(0, centers, grad).index_add_(0, neighbors, -grad)
+        forces = forces_from_edge_gradients(grad, centers, neighbors, n)
         energies = atomic.detach().double().cpu().numpy()
         self.results["energies"] = energies
         self.results["energy"] = self.results["free_energy"] = float(energies.sum())

@@ -8,6 +8,7 @@ import numpy as np
 import torch
 
 from .graph import StructureGraph, collate
+from .model import forces_from_edge_gradients
 
 
 @dataclass
@@ -35,8 +36,7 @@ class ForwardPredictor:
         out = {"energy": energy}
         if forces:
             (grad,) = torch.autograd.grad(atomic.sum(), vectors)
-            f = torch.zeros((n, 3), dtype=grad.dtype)
-            out["forces"] = f.index_add(0, batch.centers, grad).index_add(0, batch.neighbors, -grad)
+            out["forces"] = forces_from_edge_gradients(grad, batch.centers, batch.neighbors, n)
         return out
 
 

@@ -39,6 +39,13 @@ class ModelOptions:
             raise ValueError(f"cutoff ({self.cutoff}) must exceed r_min ({self.r_min})")
 
 
+def forces_from_edge_gradients(grad: torch.Tensor, centers: torch.Tensor, neighbors: torch.Tensor,
+                               n_atoms: int) -> torch.Tensor:
+    """F from g_e = dE/d(x_j - x_i): F_i += g_e, F_j -= g_e (docs/model_file.md)."""
+    forces = torch.zeros((n_atoms, 3), dtype=grad.dtype, device=grad.device)
+    return forces.index_add(0, centers, grad).index_add(0, neighbors, -grad)
+
+
 class AtomicNetwork(nn.Module):
     """Features -> one number per atom: NTK linear layers with scaled SiLU in between."""
 
@@ -143,8 +150,7 @@ class GMNN(nn.Module):
         if forces or stress:
             (grad,) = torch.autograd.grad(network_part.sum(), edge_vectors, create_graph=create_graph)
             if forces:
-                f = torch.zeros((n_atoms, 3), dtype=grad.dtype, device=grad.device)
-                out["forces"] = f.index_add(0, batch.centers, grad).index_add(0, batch.neighbors, -grad)
+                out["forces"] = forces_from_edge_gradients(grad, batch.centers, batch.neighbors, n_atoms)
             if stress:
                 # dE/d(strain)_ab = sum_e g_a r_b ; ASE stress = that / volume
                 per_edge = (grad.unsqueeze(2) * edge_vectors.unsqueeze(1)).double()
