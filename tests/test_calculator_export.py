@@ -120,3 +120,17 @@ def test_unknown_element_in_calculator(model_files):
     atoms.calc = GMNNCalculator(model)
     with pytest.raises(ValueError, match="not all known to the model"):
         atoms.get_potential_energy()
+
+
+def test_non_text_metadata_is_a_clear_error(tmp_path, model_files):
+    """Found by the fuzz test: a corrupt byte in a metadata entry raised UnicodeDecodeError."""
+    _, _, pt = model_files
+    bad = tmp_path / "bad_meta.pt"
+    with zipfile.ZipFile(pt) as src, zipfile.ZipFile(bad, "w") as dst:
+        for item in src.infolist():
+            data = src.read(item)
+            if item.filename.endswith("extra/gmnn/cutoff"):
+                data = b"\xae" + data[1:]
+            dst.writestr(item, data)
+    with pytest.raises(ModelFileError, match="corrupt gmnn metadata"):
+        read_metadata(bad)

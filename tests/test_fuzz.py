@@ -13,7 +13,8 @@ from gmnn.calculator import GMNNCalculator
 from gmnn_testing import small_model
 
 MODEL = small_model(elements=("H", "C", "O"), hidden=(16, 16))
-CALC_SETTINGS = settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+# derandomize: CI runs the same examples every time (a new failure shows up in a change, not at random)
+CALC_SETTINGS = settings(max_examples=25, deadline=None, derandomize=True, suppress_health_check=[HealthCheck.too_slow])
 
 
 @st.composite
@@ -84,7 +85,7 @@ def model_bytes(tmp_path_factory):
     return path.read_bytes()
 
 
-@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=40, deadline=None, derandomize=True, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(st.data())
 def test_mutated_model_files_never_crash_the_loader(tmp_path_factory, model_bytes, data):
     from gmnn.checkpoint import CheckpointError

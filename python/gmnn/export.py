@@ -86,7 +86,10 @@ def read_metadata(path) -> dict:
         module = torch.jit.load(str(path), map_location="cpu", _extra_files=extra)
     except Exception as exc:
         raise ModelFileError(f"{path}: not a readable TorchScript file (corrupt or truncated?): {exc}") from exc
-    meta = {k[len("gmnn/"):]: v.decode() if isinstance(v, bytes) else v for k, v in extra.items()}
+    try:
+        meta = {k[len("gmnn/"):]: v.decode() if isinstance(v, bytes) else v for k, v in extra.items()}
+    except UnicodeDecodeError as exc:
+        raise ModelFileError(f"{path}: corrupt gmnn metadata (not text): {exc}") from None
     if not meta["format_version"]:
         raise ModelFileError(f"{path}: TorchScript file is not a gmnn model (no gmnn/format_version)")
     if int(meta["format_version"]) > FORMAT_VERSION:
