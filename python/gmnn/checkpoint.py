@@ -1,5 +1,6 @@
 """Checkpoints: written atomically (temporary file + fsync + rename), so a run killed at any
 moment leaves either the previous or the new checkpoint, never a truncated one."""
+import errno
 import os
 import tempfile
 from pathlib import Path
@@ -25,9 +26,13 @@ def save_checkpoint(path, payload: dict) -> None:
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as exc:
         if os.path.exists(tmp):
             os.unlink(tmp)
+        if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT):
+            state = "is unchanged" if path.exists() else "was not written"
+            raise CheckpointError(f"{path}: disk full while writing the checkpoint; {path.name} {state}. "
+                                  "Free space, then continue with --resume") from exc
         raise
 
 

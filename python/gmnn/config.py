@@ -34,6 +34,7 @@ class DataConfig:
     n_valid: int = 0                     # structures for validation (split from train_file)
     split_seed: int = 0                  # seed of the random train/validation split
     shuffle_split: bool = True           # False: first n_train train, next n_valid validate
+    energy_outlier_limit: Optional[float] = 10.0  # eV/atom from a per-element fit: mixed units? null = off
 
 
 @dataclass

@@ -12,7 +12,7 @@ from ase.neighborlist import primitive_neighbor_list
 
 @dataclass
 class NeighborList:
-    centers: np.ndarray    # (E,) int64, atom i
+    centers: np.ndarray    # (E,) int64, atom i, sorted (the calculator's atom blocks rely on it)
     neighbors: np.ndarray  # (E,) int64, atom j
     vectors: np.ndarray    # (E, 3) float64, x_j - x_i + shift (Angstrom)
 
@@ -39,6 +39,9 @@ def neighbor_list(positions, cutoff: float, cell=None, pbc=(False, False, False)
         e = coincident[0]
         raise ValueError(f"atoms {i[e]} and {j[e]} are at the same position (coincident atoms): "
                          f"the descriptor is undefined there")
+    if np.any(np.diff(i) < 0):  # ASE sorts by centre today; do not depend on it silently
+        order = np.argsort(i, kind="stable")
+        i, j, d = i[order], j[order], d[order]
     return NeighborList(i.astype(np.int64), j.astype(np.int64), d)
 
 

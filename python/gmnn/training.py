@@ -8,6 +8,7 @@ import csv
 import logging
 import math
 import os
+import shutil
 import signal
 import time
 from dataclasses import dataclass
@@ -22,7 +23,7 @@ from . import __version__
 from .checkpoint import load_checkpoint, save_checkpoint
 from . import distributed
 from .config import Config, config_from_dict, config_to_dict
-from .data import read_structures, split_indices
+from .data import DataError, energy_outliers, read_structures, split_indices
 from .evaluation import Predictions, error_metrics, format_table, predict_graphs, write_json
 from .graph import StructureGraph, build_graphs, collate
 from .model import GMNN, ModelOptions
@@ -119,6 +120,7 @@ def load_data(config: Config, elements: Optional[List[int]] = None) -> PreparedD
         tr, va = split_indices(len(structures), n_train, d.n_valid, d.split_seed, d.shuffle_split)
         train_s, valid_s = [structures[k] for k in tr], [structures[k] for k in va]
     test_s = read(d.test_file) if d.test_file else []
+    check_labels(train_s + valid_s, config)
     if elements is None:
         if config.model.elements:
             from ase.data import atomic_numbers
@@ -131,8 +133,31 @@ def load_data(config: Config, elements: Optional[List[int]] = None) -> PreparedD
                         build_graphs(test_s, elements, cutoff, progress=True), elements)
 
 
-def check_output_dir(path: Path) -> None:
-    """Fail before training, not after hours, if results cannot be written."""
+def check_labels(structures, config: Config) -> None:
+    """Labels that cannot train what the config asks for: an error or a loud warning now,
+    not a model that silently learned something else."""
+    t, d = config.training, config.data
+    has_energy = any(s.energy is not None for s in structures)
+    has_forces = any(s.forces is not None for s in structures)
+    if not (has_energy and t.energy_weight > 0) and not (has_forces and t.force_weight > 0):
+        raise DataError(f"{d.train_file}: no labels to train on: energies {'found' if has_energy else 'missing'} "
+                        f"(energy_weight {t.energy_weight}), forces {'found' if has_forces else 'missing'} "
+                        f"(force_weight {t.force_weight}); set data.energy_key / forces_key?")
+    if t.force_weight > 0 and not has_forces:
+        log.warning("%s: no structure has forces, so training uses energies only (force_weight %g has no "
+                    "effect); set training.force_weight: 0 to say so", d.train_file, t.force_weight)
+    if d.energy_outlier_limit is not None:
+        outliers = energy_outliers(structures, d.energy_outlier_limit)
+        if outliers:
+            listed = ", ".join(f"{src} ({dev:.1f} eV/atom)" for src, dev in outliers[:5])
+            raise DataError(f"{len(outliers)} structure(s) lie more than {d.energy_outlier_limit} eV/atom from a "
+                            f"per-element fit of all energies: {listed}. Mixed energy units or levels of theory? "
+                            "Fix the data, or set data.energy_outlier_limit: null to train anyway")
+
+
+def check_output_dir(path: Path, needed_bytes: int = 0) -> None:
+    """Fail before training, not after hours, if results cannot be written: the directory must
+    be writable and hold `needed_bytes` (the checkpoints a run keeps, plus a temporary copy)."""
     try:
         path.mkdir(parents=True, exist_ok=True)
         probe = path / ".write_test"
@@ -143,6 +168,17 @@ def check_output_dir(path: Path) -> None:
         probe.unlink()
     except OSError as exc:
         raise OSError(f"output directory {path} is not writable: {exc}") from exc
+    free = shutil.disk_usage(path).free
+    if free < needed_bytes:
+        raise OSError(f"output directory {path} has {free / 2**20:.1f} MiB free, but training needs about "
+                      f"{needed_bytes / 2**20:.1f} MiB for its checkpoints (best, last and a temporary copy); "
+                      "free some space or choose another output_dir")
+
+
+def checkpoint_bytes(model: torch.nn.Module) -> int:
+    """Size of one checkpoint: parameters plus the optimizer's two moment buffers, with slack."""
+    parameter_bytes = sum(p.numel() * p.element_size() for p in model.parameters())
+    return int(3.2 * parameter_bytes) + 2**20
 
 
 class Trainer:
@@ -233,7 +269,7 @@ class Trainer:
         t = self.config.training
         self.main = distributed.is_main()  # only rank 0 writes files
         if self.main:
-            check_output_dir(self.out)
+            check_output_dir(self.out, needed_bytes=3 * checkpoint_bytes(self.model) + 2**20)
             write_json(self.out / "config.json", config_to_dict(self.config))
         previous = {s: signal.getsignal(s) for s in (signal.SIGTERM,)}
 

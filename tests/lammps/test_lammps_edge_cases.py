@@ -194,3 +194,63 @@ run 0
     from lammps_testing import NKTV2P_METAL
     w_out = out["press"] * vol / NKTV2P_METAL
     assert np.abs(w_out - (w_gmnn + w_lj)).max() < 1e-7, (w_out, w_gmnn + w_lj)
+
+
+# ---- several atom types mapped to one element; boxes smaller than the cutoff -----------------
+
+
+def test_two_types_mapped_to_one_element_act_as_that_element(inproc, model64, calculator, tmp_path):
+    """`pair_coeff * * model C H O H`: types 2 and 4 are both hydrogen (e.g. to tag atoms for
+    a thermostat or a dump). A defined result, as in LAMMPS' other many-body styles: the same
+    energy and forces as with one hydrogen type."""
+    from ase.io import write
+    from lammps_testing import ethanol_cluster
+    atoms = place_in_box(ethanol_cluster(2))
+    ref = reference(calculator, atoms)
+    path = tmp_path / "tagged.data"
+    types = {"C": 1, "H": 2, "O": 3}
+    tags = [types[s] for s in atoms.get_chemical_symbols()]
+    hydrogens = [k for k, s in enumerate(atoms.get_chemical_symbols()) if s == "H"]
+    for k in hydrogens[::2]:
+        tags[k] = 4  # every other hydrogen gets the second H type
+    write(str(path), atoms, format="lammps-data", specorder=["C", "H", "O"], atom_style="atomic", masses=True)
+    text = path.read_text().replace("3 atom types", "4 atom types")
+    text = text.replace("Masses\n\n", "Masses\n\n4 1.008\n")
+    head, body = text.split("Atoms # atomic\n\n")
+    rows = body.strip().splitlines()
+    rows = [" ".join([r.split()[0], str(tags[int(r.split()[0]) - 1]), *r.split()[2:]]) for r in rows]
+    path.write_text(head + "Atoms # atomic\n\n" + "\n".join(rows) + "\n")
+    out = run_gmnn(inproc, path, model64, elements="C H O H")
+    assert abs(out["pe"] - ref["energy"]) < TOL
+    assert np.abs(out["forces"] - ref["forces"]).max() < TOL
+
+
+@pytest.mark.parametrize("boundary", ["f f f", "s s s", "p p f"])
+def test_box_thinner_than_the_cutoff_in_a_non_periodic_direction(inproc, model64, calculator, tmp_path, boundary):
+    """An ethanol molecule in a box that hugs it (0.1 Å margins) along non-periodic directions:
+    2.0-2.4 Å wide in y and z, less than the model's 4 Å cutoff. Non-periodic directions have no
+    images, so the result is the free molecule's (the slab's for p p f), with no error and no
+    missing neighbour: LAMMPS gives the Python result."""
+    from ase import Atoms
+    from ase.build import molecule
+    from ase.io import write
+    mol = molecule("CH3CH2OH")
+    mol.positions -= mol.positions.min(axis=0) - 0.1
+    periodic = [c == "p" for c in boundary.split()]
+    cell = np.where(periodic, mol.positions.max(axis=0) + 8.0, mol.positions.max(axis=0) + 0.1)
+    assert all(cell[k] < model64_cutoff for k in (1, 2) if not periodic[k])
+    atoms = Atoms(mol.get_chemical_symbols(), positions=mol.positions, cell=np.diag(cell), pbc=periodic)
+    ref = reference(calculator, atoms)
+    path = tmp_path / "thin.data"
+    write(str(path), atoms, format="lammps-data", specorder=["C", "H", "O"], atom_style="atomic", masses=True)
+    out = inproc.run(lammps_header(path, False).replace("boundary f f f", f"boundary {boundary}") + f"""
+pair_style gmnn
+pair_coeff * * {model64} C H O
+{PER_ATOM}
+run 0
+""")
+    assert abs(out["pe"] - ref["energy"]) < TOL, (out["pe"], ref["energy"])
+    assert np.abs(out["forces"] - ref["forces"]).max() < TOL
+
+
+model64_cutoff = 4.0  # make_model's default cutoff (lammps_testing.py)
