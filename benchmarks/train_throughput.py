@@ -34,11 +34,11 @@ DATA = ROOT.parent / "shared" / "data"
 def model_flops_per_atom(n_radial, n_basis, n_elements, hidden, n_features, edges_per_atom):
     """Floating-point operations per atom for energy + forces (forward + backward ~ 3x forward).
 
-    Counted: radial functions (all element pairs as one matmul), the moment scatter, the eight
-    contractions as written in descriptor.py, and the dense layers; exp/cos and indexing count
-    as one operation per element."""
+    Counted: radial functions (all element pairs as one matmul), the 20 unique angular
+    monomials and the moment matmul over them, the eight contractions as written in
+    descriptor.py, and the dense layers; exp/cos and indexing count as one operation per element."""
     s, k, p = n_radial, n_basis, n_elements**2
-    per_edge = 3 * k + 2 * k * p * s + 2 * s * 40 + 40
+    per_edge = 3 * k + 2 * k * p * s + 2 * s * 20 + 20
     contractions = (2 * s * s * (3 + 9 + 27)              # pairs of L = 1, 2, 3
                     + 2 * s * s * 27 + 2 * s**3 * 9        # family 5
                     + 2 * s * s * 9 + 2 * s**3 * 3         # family 6

@@ -65,3 +65,29 @@ def test_each_contraction_family_depends_on_geometry():
         assert block1.abs().max() > 1e-6, f"family {k + 1} vanishes"
         assert (block1 - f2[:, start:start + size]).abs().max() > 1e-6, f"family {k + 1} is constant"
         start += size
+
+
+@pytest.mark.parametrize("shuffle", [False, True], ids=["sorted_edges", "shuffled_edges"])
+def test_moments_equal_the_defining_sum_over_neighbours(shuffle):
+    """Psi_s^(L)[i] = sum_j R_s(r_ij) n_ij^(x L), written out edge by edge with full Cartesian
+    tensors, equals the padded batched-matmul implementation over 20 unique components; edges
+    in any order, and centres without neighbours (atoms 2 and 5) get zero moments."""
+    from gmnn.moments import angular_components, expansion_index, gaussian_moments
+    gen = torch.Generator().manual_seed(5)
+    centers = torch.tensor([0, 0, 0, 1, 3, 3, 3, 3, 4, 6], dtype=torch.long)
+    if shuffle:
+        centers = centers[torch.randperm(len(centers), generator=gen)]
+    vectors = torch.randn(len(centers), 3, generator=gen, dtype=torch.float64)
+    unit = vectors / vectors.norm(dim=1, keepdim=True)
+    radial = torch.randn(len(centers), 5, generator=gen, dtype=torch.float64)
+    moments = gaussian_moments(radial, unit, centers, 7, expansion_index())
+    expected = torch.zeros(7, 5, 40, dtype=torch.float64)
+    for e, i in enumerate(centers.tolist()):
+        n = unit[e]
+        cartesian = torch.cat([torch.ones(1, dtype=torch.float64), n, torch.outer(n, n).flatten(),
+                               torch.einsum("a,b,c->abc", n, n, n).flatten()])
+        expected[i] += radial[e].unsqueeze(-1) * cartesian
+    torch.testing.assert_close(moments, expected, rtol=1e-13, atol=1e-13)
+    torch.testing.assert_close(angular_components(unit)[:, 13:],
+                               torch.einsum("ea,eb,ec->eabc", unit, unit, unit).reshape(-1, 27))
+    assert moments[[2, 5]].abs().max() == 0

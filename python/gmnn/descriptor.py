@@ -10,7 +10,7 @@ from typing import List
 import torch
 from torch import nn
 
-from .moments import gaussian_moments, split_moments
+from .moments import expansion_index, gaussian_moments, split_moments
 from .radial import RadialFunctions
 
 
@@ -47,6 +47,7 @@ class GaussianMomentDescriptor(nn.Module):
         self.n_features = n_features(n_radial)
         s = n_radial
         index = lambda order, sym: torch.tensor(_flat_indices(s, order, sym), dtype=torch.long)
+        self.register_buffer("expand", expansion_index(), persistent=False)        # 20 -> 40 components
         self.register_buffer("pairs_sym", index(2, 2), persistent=False)           # s <= t
         self.register_buffer("triples_sym", index(3, 3), persistent=False)         # s <= t <= u
         self.register_buffer("triples_pair_sym", index(3, 2), persistent=False)    # s <= t, any u
@@ -56,7 +57,7 @@ class GaussianMomentDescriptor(nn.Module):
         r = torch.linalg.norm(edge_vectors, dim=1)
         unit = edge_vectors / r.unsqueeze(-1)
         radial = self.radial(r, species[centers], species[neighbors])
-        moments = gaussian_moments(radial, unit, centers, n_centers)
+        moments = gaussian_moments(radial, unit, centers, n_centers, self.expand)
         return self.contract(moments)
 
     def contract(self, moments: torch.Tensor) -> torch.Tensor:
