@@ -188,6 +188,15 @@ def steps_for(n_atoms: int, kind: str) -> int:
     return int(max(1, min(100, round(STEP_BUDGET[kind] / n_atoms))))
 
 
+# Runs a command and reports the peak resident memory of the largest process below it (one
+# LAMMPS rank; mpirun's proxy waits for its ranks, so their usage reaches us): fresh per case.
+PEAK_RSS_WRAPPER = (
+    "import resource, subprocess, sys\n"
+    "code = subprocess.call(sys.argv[1:])\n"
+    "print('GMNN_PEAK_RSS_KB=%d' % resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss, file=sys.stderr)\n"
+    "sys.exit(code)\n")
+
+
 def run_case(lmp, mpirun, data: Path, pair_lines: str, temperature: float, ranks: int, threads: int,
              steps: int, warmup: int, workdir: Path, timeout: float):
     text = f"""
@@ -211,6 +220,7 @@ run {steps} pre no post no
     cmd = [lmp, "-in", str(inp), "-log", "none", "-nocite"]  # the screen output has the loop times
     if ranks > 1:
         cmd = [mpirun, "-np", str(ranks)] + cmd
+    cmd = [sys.executable, "-c", PEAK_RSS_WRAPPER] + cmd
     t0 = time.time()
     proc = subprocess.run(cmd, cwd=workdir, env=env_for_lammps(threads), capture_output=True, text=True,
                           timeout=timeout)
@@ -221,11 +231,13 @@ run {steps} pre no post no
     if len(loops) < 2:
         raise RuntimeError(f"no loop times in the lmp output:\n{proc.stdout[-2000:]}")
     loop_time, procs, nsteps, natoms = float(loops[-1][0]), int(loops[-1][1]), int(loops[-1][2]), int(loops[-1][3])
+    rss = re.findall(r"GMNN_PEAK_RSS_KB=(\d+)", proc.stderr)
     us = loop_time / (nsteps * natoms) * 1e6
     ns_day = nsteps * TIMESTEP_FS * 1e-6 / loop_time * 86400
     return {"atoms": natoms, "ranks": procs, "threads_per_rank": threads, "steps": nsteps,
             "warmup_steps": warmup, "loop_time_s": loop_time, "us_per_atom_step": us,
-            "ns_per_day": ns_day, "timestep_fs": TIMESTEP_FS, "wall_time_s": wall}
+            "ns_per_day": ns_day, "timestep_fs": TIMESTEP_FS, "wall_time_s": wall,
+            "peak_rss_mb_per_rank": int(rss[-1]) / 1024 if rss else None}
 
 
 def machine_info() -> dict:
@@ -256,14 +268,16 @@ def label(r) -> str:
 
 
 def table(rows) -> str:
-    out = ["| system | atoms | ranks x threads | potential | steps | µs/atom/step | ns/day |",
-           "|:---|---:|:---:|:---|---:|---:|---:|"]
+    out = ["| system | atoms | ranks x threads | potential | steps | µs/atom/step | ns/day | peak MB/rank |",
+           "|:---|---:|:---:|:---|---:|---:|---:|---:|"]
     for r in rows:
         head = f"| {r['system']} | {r.get('atoms', r.get('requested_atoms'))} | {r['ranks']} x {r['threads_per_rank']} | {label(r)} |"
         if "error" in r:
-            out.append(f"{head} - | failed: {' '.join(r['error'].split())[:80]} | - |")
+            out.append(f"{head} - | failed: {' '.join(r['error'].split())[:80]} | - | - |")
         else:
-            out.append(f"{head} {r['steps']} | {r['us_per_atom_step']:.1f} | {r['ns_per_day']:.4f} |")
+            rss = r.get("peak_rss_mb_per_rank")
+            out.append(f"{head} {r['steps']} | {r['us_per_atom_step']:.1f} | {r['ns_per_day']:.4f} | "
+                       f"{'-' if rss is None else format(rss, '.0f')} |")
     return "\n".join(out)
 
 
@@ -284,6 +298,26 @@ def ratios(rows):
                 entry[f"gmnn_{dt}_us"] = g[f"gmnn {dt}"]
                 entry[f"ratio_{dt}"] = g[f"gmnn {dt}"] / g["snap"]
         out.append(entry)
+    return out
+
+
+def memory_per_atom(rows):
+    """Marginal memory per atom of each (system, potential, ranks): the slope of peak RSS per
+    rank between the smallest and largest box (the fixed cost of LAMMPS + torch cancels)."""
+    groups = {}
+    for r in rows:
+        if "error" not in r and r.get("peak_rss_mb_per_rank"):
+            groups.setdefault((r["system"], label(r), r["ranks"]), []).append(r)
+    out = []
+    for (system, potential, ranks), rs in groups.items():
+        rs = sorted(rs, key=lambda r: r["atoms"])
+        if len(rs) < 2:
+            continue
+        small, big = rs[0], rs[-1]
+        per_rank_atoms = (big["atoms"] - small["atoms"]) / ranks
+        kb = (big["peak_rss_mb_per_rank"] - small["peak_rss_mb_per_rank"]) * 1024 / per_rank_atoms
+        out.append({"system": system, "potential": potential, "ranks": ranks, "from_atoms": small["atoms"],
+                    "to_atoms": big["atoms"], "kb_per_atom": kb, "fixed_mb_per_rank": small["peak_rss_mb_per_rank"]})
     return out
 
 
@@ -321,6 +355,13 @@ def markdown(payload) -> str:
     if payload.get("gmnn_over_snap"):
         md += ("\nPer-atom cost ratio gmnn / SNAP (same box, same ranks, measured back to back in the same run):"
                f"\n\n{ratio_table(payload['gmnn_over_snap'])}\n")
+    memory = memory_per_atom(payload["results"])
+    if memory:
+        md += ("\nMemory: peak resident memory of one rank, and the marginal memory per atom (slope between the "
+               "smallest and the largest box, per rank):\n\n| system | potential | ranks | atoms | peak MB/rank at the "
+               "smallest box | KB per atom |\n|:---|:---|---:|---:|---:|---:|\n")
+        md += "\n".join(f"| {m['system']} | {m['potential']} | {m['ranks']} | {m['from_atoms']}-{m['to_atoms']} | "
+                         f"{m['fixed_mb_per_rank']:.0f} | {m['kb_per_atom']:.2f} |" for m in memory) + "\n"
     return md
 
 
@@ -404,7 +445,8 @@ def main(argv=None):
 
     entries = ratios(rows)
     payload = {"machine": info, "pair_args": args.pair_args, "models": descriptions, "structures": structures,
-               "total_time_s": time.time() - t_start, "results": rows, "gmnn_over_snap": entries}
+               "total_time_s": time.time() - t_start, "results": rows, "gmnn_over_snap": entries,
+               "memory_per_atom": memory_per_atom(rows)}
     print()
     print(table(rows))
     if entries:

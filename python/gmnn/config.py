@@ -73,6 +73,7 @@ class FinetuneConfig:
     freeze: List[str] = field(default_factory=list)  # layers kept fixed: descriptor, dense0, dense1, ...
     refit_shift: bool = True             # re-fit per-element energy shifts on the new labels first
     refit_scale: bool = False            # also re-fit the energy scale (normally kept from pre-training)
+    anchor_weight: float = 0.0           # L2-SP: + w * sum (theta - theta_pretrained)^2 in the loss
 
 
 @dataclass

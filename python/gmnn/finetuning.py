@@ -62,7 +62,26 @@ def finetuner(config: Config, pretrained: GMNN, add_elements: bool = False, show
         fit_scale_shift(model, data.train, scale=ft.refit_scale)
     lr = config.training.lr
     groups_fn = lambda m: param_groups(m, lr, ft.layer_lr_factor, ft.freeze)
-    return Trainer(config, model=model, data=data, param_groups_fn=groups_fn, show_progress=show_progress)
+    if ft.anchor_weight < 0:
+        raise ConfigError(f"finetune.anchor_weight must be >= 0, got {ft.anchor_weight}")
+    regularizer = anchor_to(model, ft.anchor_weight) if ft.anchor_weight > 0 else None
+    return Trainer(config, model=model, data=data, param_groups_fn=groups_fn, show_progress=show_progress,
+                   regularizer=regularizer)
+
+
+def anchor_to(model: GMNN, weight: float):
+    """L2-SP (Li, Grandvalet & Davoine, ICML 2018): weight * sum over the descriptor and network
+    parameters of (theta - theta_start)^2, i.e. weight decay towards the pre-trained weights
+    (each parameter's gradient gains 2 * weight * (theta - theta_start)). Few energies constrain few directions of the weights;
+    the anchor keeps every other direction where pre-training put it, so regions the new data
+    never sample keep the pre-trained potential instead of drifting (energy-only fine-tunes
+    without it opened holes in MD; see examples/transfer_learning/README.md)."""
+    start = {name: p.detach().clone() for name, p in model.named_parameters() if not name.startswith("scale_shift")}
+
+    def penalty(current: GMNN) -> torch.Tensor:
+        total = sum(((p - start[name]) ** 2).sum() for name, p in current.named_parameters() if name in start)
+        return weight * total.double()
+    return penalty
 
 
 def finetune(config: Config, pretrained_path=None, add_elements=False, resume=False, show_progress=True) -> Dict:

@@ -1,8 +1,10 @@
 """Neighbour lists: all directed pairs (i, j, image) with |x_j + S.cell - x_i| < cutoff.
 
-Built on ASE's `primitive_neighbor_list`, a binned (cell-list) O(N) algorithm that handles
-periodic cells smaller than the cutoff (several images of the same atom) and free molecules.
-Edges follow the convention of docs/model_file.md: vector = x_j - x_i (+ periodic shift).
+Built on vesin (the cell-list neighbour list of the metatensor/apax ecosystem, C++, ~20x faster
+than ASE's) when it is installed, else on ASE's `primitive_neighbor_list`; both are O(N) and
+handle periodic cells smaller than the cutoff (several images of the same atom), slabs and free
+molecules, and tests hold both to a brute-force reference. Edges follow the convention of
+docs/model_file.md: vector = x_j - x_i (+ periodic shift).
 """
 from dataclasses import dataclass
 
@@ -17,7 +19,8 @@ class NeighborList:
     vectors: np.ndarray    # (E, 3) float64, x_j - x_i + shift (Angstrom)
 
 
-def neighbor_list(positions, cutoff: float, cell=None, pbc=(False, False, False)) -> NeighborList:
+def neighbor_list(positions, cutoff: float, cell=None, pbc=(False, False, False), backend: str = "auto") -> NeighborList:
+    """`backend`: "auto" (vesin if installed, else ASE), "vesin" or "ase"."""
     positions = np.asarray(positions, dtype=np.float64)
     pbc = np.asarray(pbc, dtype=bool).reshape(3)
     cell = np.zeros((3, 3)) if cell is None else np.asarray(cell, dtype=np.float64).reshape(3, 3)
@@ -32,8 +35,7 @@ def neighbor_list(positions, cutoff: float, cell=None, pbc=(False, False, False)
     # ASE needs a complete cell; directions that are not periodic only bin the atoms,
     # so an orthogonal box around the atoms serves there.
     cell = _complete_cell(cell, positions, pbc)
-    i, j, d = primitive_neighbor_list("ijD", pbc, cell, positions, float(cutoff),
-                                      self_interaction=False, use_scaled_positions=False)
+    i, j, d = _pairs(positions, float(cutoff), cell, pbc, backend)
     coincident = np.flatnonzero(np.einsum("ij,ij->i", d, d) < 1e-20)
     if len(coincident):
         e = coincident[0]
@@ -43,6 +45,23 @@ def neighbor_list(positions, cutoff: float, cell=None, pbc=(False, False, False)
         order = np.argsort(i, kind="stable")
         i, j, d = i[order], j[order], d[order]
     return NeighborList(i.astype(np.int64), j.astype(np.int64), d)
+
+
+def _pairs(positions, cutoff, cell, pbc, backend: str = "auto"):
+    """(i, j, x_j - x_i + shift) for all pairs closer than the cutoff, without self-pairs."""
+    if backend in ("auto", "vesin"):
+        try:
+            from vesin import NeighborList as Vesin
+        except ImportError:
+            if backend == "vesin":
+                raise
+        else:
+            # one thread: gmnn runs next to a torch thread on each core (see README "threads")
+            i, j, d = Vesin(cutoff=cutoff, full_list=True, sorted=True, n_threads=1).compute(
+                positions, cell, pbc.tolist(), quantities="ijD")
+            return i, j, d
+    return primitive_neighbor_list("ijD", pbc, cell, positions, cutoff, self_interaction=False,
+                                   use_scaled_positions=False)
 
 
 def _complete_cell(cell: np.ndarray, positions: np.ndarray, pbc: np.ndarray) -> np.ndarray:

@@ -185,8 +185,12 @@ class Trainer:
     """Train a GM-NN from a Config. `model` may be given (fine-tuning); else one is built."""
 
     def __init__(self, config: Config, model: Optional[GMNN] = None, data: Optional[PreparedData] = None,
-                 param_groups_fn=None, fit_scale: bool = True, show_progress: bool = True):
+                 param_groups_fn=None, fit_scale: bool = True, show_progress: bool = True,
+                 regularizer=None):
+        """`regularizer(model) -> scalar tensor` is added to every training step's loss
+        (fine-tuning's L2-SP anchor); validation and early stopping see the data loss only."""
         self.config = config
+        self.regularizer = regularizer
         self.out = Path(config.output_dir)
         t = config.training
         torch.manual_seed(t.seed)
@@ -244,6 +248,8 @@ class Trainer:
                 batch = collate([self.data.train[k] for k in mine]).to(t.device)
                 out = self.model.predict(batch, forces=t.force_weight > 0, create_graph=True)
                 loss = loss_terms(out, batch, t.energy_weight, t.force_weight)
+                if self.regularizer is not None:
+                    loss = loss + self.regularizer(self.model)
                 loss_value = float(loss.detach())
                 if torch.isfinite(loss):
                     (loss * (len(mine) / len(whole))).backward()
