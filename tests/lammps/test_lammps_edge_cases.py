@@ -254,3 +254,38 @@ run 0
 
 
 model64_cutoff = 4.0  # make_model's default cutoff (lammps_testing.py)
+
+
+def test_excluded_intermolecular_pairs_make_independent_molecules(inproc, model64, calculator, tmp_path):
+    """`neigh_modify exclude molecule/inter all` (how the long-NVE test runs replicas of an
+    isolated molecule in one box) removes those pairs from what gmnn sees: two ethanol molecules
+    3 Å apart then have exactly the sum of the isolated molecules' energies and forces; without
+    the exclusion they interact."""
+    from ase.build import molecule
+    from ase.io import write
+    first = molecule("CH3CH2OH")
+    second = first.copy()
+    second.translate([0.0, 0.0, first.positions[:, 2].max() - second.positions[:, 2].min() + 3.0])
+    refs = [reference(calculator, place_in_box(m)) for m in (first, second)]
+    pair = place_in_box(first + second)
+    pair.arrays["mol-id"] = np.repeat([1, 2], len(first))
+    path = tmp_path / "pair.data"
+    write(str(path), pair, format="lammps-data", specorder=["C", "H", "O"], atom_style="full", masses=True)
+    results = {}
+    for exclude in (True, False):
+        results[exclude] = inproc.run(f"""
+units metal
+atom_style full
+atom_modify map yes
+boundary f f f
+read_data {path}
+{"neigh_modify exclude molecule/inter all" if exclude else ""}
+pair_style gmnn
+pair_coeff * * {model64} C H O
+{PER_ATOM}
+run 0
+""")
+    independent = results[True]
+    assert abs(independent["pe"] - sum(r["energy"] for r in refs)) < TOL
+    assert np.abs(independent["forces"] - np.concatenate([r["forces"] for r in refs])).max() < TOL
+    assert abs(results[False]["pe"] - independent["pe"]) > 1e-3
