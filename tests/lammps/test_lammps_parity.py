@@ -225,3 +225,24 @@ run 0
     assert np.isfinite(out["pe"]) and np.all(out["forces"] == 0.0)
     assert abs(out["pe"] - ref["energy"]) < TOL, (out["pe"], ref["energy"])
     assert np.abs(out["energies"] - ref["energies"]).max() < TOL, (out["energies"], ref["energies"])
+
+
+def test_plugin_keeps_libtorch_out_of_the_lammps_symbol_scope():
+    """liblammps.so exports a reference `dgemm_`; libtorch loaded the ordinary way into `lmp`
+    binds its float64 matmuls to it (float64 MD 3.6x slower). gmnnplugin.so therefore must not
+    link libtorch or the pair style itself: it opens libgmnn_pair.so (which does) with
+    RTLD_DEEPBIND. This pins that layout down."""
+    import shutil
+    import subprocess
+    from pathlib import Path
+
+    from gmnn import lammps_plugin
+    if shutil.which("readelf") is None:
+        pytest.skip("needs readelf")
+    plugin = Path(lammps_plugin.plugin_file())
+    needed = lambda lib: [line.split("[")[1].rstrip("]") for line in
+                          subprocess.run(["readelf", "-d", str(lib)], capture_output=True, text=True).stdout.splitlines()
+                          if "(NEEDED)" in line]
+    assert not [n for n in needed(plugin) if "torch" in n or "c10" in n], needed(plugin)
+    impl = plugin.parent / "libgmnn_pair.so"
+    assert any("torch" in n for n in needed(impl)), needed(impl)
