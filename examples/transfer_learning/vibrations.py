@@ -2,8 +2,11 @@
 (pair_style gmnn) of ethanol molecules with each model, VDOS from the velocity
 autocorrelation (gmnn.spectrum), C-H and O-H stretch band positions.
 
-Eight molecules in a large periodic box (no intermolecular contacts within the cutoff):
-1 ps NVT at 300 K, then NVE with velocities dumped every fs.
+Eight molecules in a large periodic box, as independent replicas: the models know isolated
+molecules only, so intermolecular pairs are excluded from the neighbour list (`neigh_modify
+exclude molecule/inter all`; see long_nve.py: molecules that meet in the gas otherwise find
+holes in the dimer region, which no model here was trained on). 1 ps NVT at 300 K, then NVE
+with velocities dumped every fs.
 
     python examples/transfer_learning/vibrations.py [--out runs/transfer_learning] [--nve-ps 5]
 """
@@ -13,6 +16,8 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+
+import numpy as np
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent / "lammps"))
@@ -30,9 +35,10 @@ MODELS = {  # label -> run folder under --out, in the order they are plotted
 }
 
 INPUT = """units metal
-atom_style atomic
+atom_style full
 boundary p p p
 read_data {data}
+neigh_modify exclude molecule/inter all
 pair_style gmnn
 pair_coeff * * {model} {elements}
 timestep {dt}
@@ -54,8 +60,9 @@ def run_md(model_pt: Path, workdir: Path, nve_ps: float, dt_fs: float = 0.5, str
     workdir, model_pt = workdir.resolve(), model_pt.resolve()  # LAMMPS runs inside workdir
     workdir.mkdir(parents=True, exist_ok=True)
     data = workdir / "ethanol8.data"
-    ase.io.write(data, ethanol_box(8, density=0.005, min_distance=6.0, seed=1), format="lammps-data",
-                 specorder=ELEMENTS, atom_style="atomic", masses=True)
+    atoms = ethanol_box(8, density=0.005, min_distance=6.0, seed=1)
+    atoms.arrays["mol-id"] = np.arange(len(atoms)) // 9 + 1  # ethanol: 9 atoms per molecule
+    ase.io.write(data, atoms, format="lammps-data", specorder=ELEMENTS, atom_style="full", masses=True)
     dump = workdir / "velocities.dump"
     (workdir / "in.vib").write_text(INPUT.format(
         data=data, model=model_pt, elements=" ".join(ELEMENTS), dt=dt_fs / 1000.0, seed=4928,
