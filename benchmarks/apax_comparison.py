@@ -664,8 +664,8 @@ def main():
                "respect to positions, gmnn with respect to edge vectors and scatters to atoms",
                "apax's training step also applies gradient clipping (at 1000) and zero_nans, a linear learning "
                "rate schedule, and separate optimizer groups (same learning rate here)",
-               "apax's unit vectors use r + 1e-5 in the denominator; neighbour lists: apax vesin, gmnn ASE "
-               "(primitive_neighbor_list)",
+               "apax's unit vectors use r + 1e-5 in the denominator; neighbour lists: both vesin (gmnn falls "
+               "back to ASE without it)",
                "apax's ASE calculator would build the neighbour list inside jit (jax_md, no cell list) for boxes "
                "wider than 2 r_c; here both codes get a host-built list and the model is timed alone",
            ],
