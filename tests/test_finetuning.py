@@ -135,16 +135,16 @@ def test_anchor_weight_keeps_the_parameters_near_the_pretrained_ones(tmp_path, h
         config = finetune_config(tmp_path / f"w{weight}", hf_labels, epochs=4)
         config.finetune.anchor_weight = weight
         trainer = finetuner(config, copy.deepcopy(trained_ethanol_model), show_progress=False)
-        start = {k: v.clone() for k, v in trainer.model.named_parameters() if not k.startswith("scale_shift")}
+        start = {k: v.detach().clone() for k, v in trainer.model.named_parameters() if not k.startswith("scale_shift")}
         trainer.run()
         now = {k: v.detach() for k, v in trainer.model.named_parameters()}
         moved[weight] = float(sum(((now[k] - v) ** 2).sum() for k, v in start.items()) / sum(v.numel() for v in start.values()))
         if weight:
             penalty = anchor_to(copy.deepcopy(trainer.model), weight)
-            assert float(penalty(trainer.model)) == 0.0
+            assert float(penalty(trainer.model).detach()) == 0.0
             with torch.no_grad():
                 trainer.model.network.layers[0].bias.add_(0.5)
-            assert float(penalty(trainer.model)) == pytest.approx(weight * 0.25 * 64, rel=1e-6)
+            assert float(penalty(trainer.model).detach()) == pytest.approx(weight * 0.25 * 64, rel=1e-6)
     assert 0 < moved[10.0] < moved[0.0] / 3, moved
     config = finetune_config(tmp_path / "neg", hf_labels, epochs=1)
     config.finetune.anchor_weight = -1.0
