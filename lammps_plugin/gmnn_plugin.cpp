@@ -10,10 +10,15 @@
 // nor the pair style: it opens libgmnn_pair.so (pair style + libtorch, next to this file) with
 // RTLD_DEEPBIND, which makes libtorch and its dependencies resolve symbols among themselves first,
 // and hands LAMMPS' registration call on to it.
+//
+// GMNN_NO_DEEPBIND=1 opens it without RTLD_DEEPBIND. That is the escape hatch for a process
+// whose malloc is replaced by LD_PRELOAD (jemalloc, tcmalloc): under RTLD_DEEPBIND, libtorch
+// would bind to libc's malloc while LAMMPS uses the preloaded one. float64 models are then slow.
 
 #include <dlfcn.h>
 
 #include <cstdio>
+#include <cstdlib>
 #include <string>
 
 extern "C" {
@@ -34,7 +39,9 @@ static std::string directory_of_this_library()
 extern "C" void lammpsplugin_init(void *lmp, void *handle, void *regfunc)
 {
   const std::string impl = directory_of_this_library() + "/libgmnn_pair.so";
-  void *lib = dlopen(impl.c_str(), RTLD_NOW | RTLD_LOCAL | RTLD_DEEPBIND);
+  const char *no_deepbind = std::getenv("GMNN_NO_DEEPBIND");
+  const bool deepbind = !(no_deepbind && no_deepbind[0] && std::string(no_deepbind) != "0");
+  void *lib = dlopen(impl.c_str(), RTLD_NOW | RTLD_LOCAL | (deepbind ? RTLD_DEEPBIND : 0));
   if (!lib) {
     std::fprintf(stderr, "gmnn plugin: cannot load %s: %s\n", impl.c_str(), dlerror());
     return;  // LAMMPS then reports `pair_style gmnn` as unknown

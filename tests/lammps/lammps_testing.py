@@ -183,15 +183,15 @@ class InProcessLammps:
             lmp.close()
 
 def run_lmp(lmp_exe, input_text: str, workdir: Path, nprocs: int = 1, mpirun: str | None = None,
-            timeout: float = 120.0, check: bool = True):
+            timeout: float = 120.0, check: bool = True, extra_env: dict | None = None):
     """Runs the real `lmp` (optionally under mpirun) on an input; returns the CompletedProcess."""
     inp = Path(workdir) / "in.lmp"
     inp.write_text(input_text)
     cmd = [lmp_exe, "-in", str(inp), "-log", str(Path(workdir) / "log.lammps"), "-nocite"]
     if nprocs > 1:
         cmd = [mpirun, "-np", str(nprocs)] + cmd
-    proc = subprocess.run(cmd, cwd=workdir, env=subprocess_env(), capture_output=True, text=True,
-                          timeout=timeout)
+    proc = subprocess.run(cmd, cwd=workdir, env=subprocess_env(**(extra_env or {})), capture_output=True,
+                          text=True, timeout=timeout)
     if check and proc.returncode != 0:
         raise AssertionError(f"lmp failed ({proc.returncode}):\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}")
     return proc

@@ -246,3 +246,20 @@ def test_plugin_keeps_libtorch_out_of_the_lammps_symbol_scope():
     assert not [n for n in needed(plugin) if "torch" in n or "c10" in n], needed(plugin)
     impl = plugin.parent / "libgmnn_pair.so"
     assert any("torch" in n for n in needed(impl)), needed(impl)
+
+
+@pytest.mark.parametrize("no_deepbind", ["0", "1"])
+def test_plugin_loads_with_and_without_deepbind(lmp_exe, model64, calculator, tmp_path, no_deepbind):
+    """GMNN_NO_DEEPBIND=1 (for processes with an LD_PRELOADed malloc) loads the pair style the
+    ordinary way; both ways give the Python energy."""
+    atoms, periodic, data = prepare("box", tmp_path)
+    proc = run_lmp(lmp_exe, lammps_header(data, periodic) + f"""
+pair_style gmnn
+pair_coeff * * {model64} C H O
+thermo_style custom step pe
+thermo_modify format float %20.12f
+run 0
+""", tmp_path, extra_env={"GMNN_NO_DEEPBIND": no_deepbind})
+    lines = proc.stdout.splitlines()
+    k = next(i for i, line in enumerate(lines) if line.split()[:2] == ["Step", "PotEng"])
+    assert abs(float(lines[k + 1].split()[1]) - reference(calculator, atoms)["energy"]) < TOL
