@@ -16,7 +16,7 @@ stops the run if the structure explodes instead of writing garbage.
         --model examples/transfer_learning/models/ethanol_ccsdt_energy_n50.pt --ps 100
 
 Writes <out>/long_nve.json and <out>/long_nve.png. 100 ps (200 000 steps of 0.5 fs, 72 atoms)
-takes about 15 minutes on one core.
+takes about 10 minutes on one core.
 """
 import argparse
 import json

@@ -1,4 +1,4 @@
-"""Opt-in (`make test-slow`, about 15 min on one core): 100 ps of NVE MD in LAMMPS with the
+"""Opt-in (`make test-slow`, 9 min on one core): 100 ps of NVE MD in LAMMPS with the
 fine-tuned ethanol model shipped in examples/transfer_learning/models (fine-tuned on 40
 CCSD(T) energies, see examples/transfer_learning/README.md). Eight molecules, 0.5 fs steps,
 300 K start. Stable means: no atom lost, no bond broken, the temperature stays near where it
