@@ -23,10 +23,8 @@ import json
 import shutil
 import sys
 import tempfile
-import time
 from pathlib import Path
 
-import numpy as np
 import torch
 from ase.build import bulk
 
@@ -34,15 +32,14 @@ import gmnn.descriptor
 from gmnn import build_model, export_model
 from gmnn.checkpoint import load_model
 from gmnn.data import read_structures
-from gmnn.graph import build_graphs, collate
 from gmnn.model import forces_from_edge_gradients
-from gmnn.moments import angular_components
 from gmnn.neighbors import neighbor_list
-from gmnn.training import loss_terms
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "benchmarks"))
 import lammps_md  # noqa: E402
+import train_throughput  # noqa: E402
+from train_throughput import best_of  # noqa: E402
 
 CURRENT_MOMENTS = gmnn.descriptor.gaussian_moments
 
@@ -75,15 +72,6 @@ def variant(name):
         torch.jit._recursive.concrete_type_store.type_store.clear()
 
 
-def best_of(fn, repeats):
-    times = []
-    for _ in range(repeats):
-        t = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t)
-    return min(times)
-
-
 def python_model_cost(model, n_atoms, dtype, repeats):
     n = max(1, round((n_atoms / 8) ** (1 / 3)))
     atoms = bulk("C", "diamond", a=3.567, cubic=True).repeat((n, n, n))
@@ -111,25 +99,17 @@ def python_model_cost(model, n_atoms, dtype, repeats):
             "after_us_per_atom": out["after"], "speedup": out["before"] / out["after"], "max_force_difference": diff}
 
 
-def training_throughput(structures, dtype, repeats, batch_size=32):
-    torch.manual_seed(0)
-    model = build_model(["H", "C", "O"], hidden=(512, 512), dtype=dtype)
-    graphs = build_graphs(structures, model.atomic_numbers, model.cutoff)
-    batches = [collate(graphs[k:k + batch_size]) for k in range(0, len(graphs), batch_size)]
-    optimizer = torch.optim.Adam(model.parameters(), lr=1e-4, amsgrad=True)
-
-    def epoch():
-        for b in batches:
-            optimizer.zero_grad()
-            loss_terms(model.predict(b, forces=True, create_graph=True), b, 1.0, 4.0).backward()
-            optimizer.step()
+def training_throughput(structures, dtype, repeats):
+    """train_throughput.py's epoch benchmark (512-512, batches of 32), once per variant."""
     out = {}
     for name in VARIANTS:
         with variant(name):
-            epoch()
-            out[name] = len(graphs) / best_of(epoch, repeats)
-    return {"dtype": dtype, "structures": len(graphs), "before_structures_per_s": out["before"],
-            "after_structures_per_s": out["after"], "speedup": out["after"] / out["before"]}
+            torch.manual_seed(0)
+            out[name] = train_throughput.training_throughput(structures, dtype, (512, 512), repeats=repeats)
+    return {"dtype": dtype, "structures": out["after"]["n_structures"],
+            "before_structures_per_s": out["before"]["structures_per_s"],
+            "after_structures_per_s": out["after"]["structures_per_s"],
+            "speedup": out["after"]["structures_per_s"] / out["before"]["structures_per_s"]}
 
 
 def exported_uses(path, op: str) -> bool:
