@@ -68,6 +68,15 @@ def ethanol_box(n_molecules: int, density: float = 0.789, min_distance: float = 
     return atoms
 
 
+def write_molecular_data(atoms: Atoms, path, atoms_per_molecule: int = 9) -> None:
+    """A LAMMPS data file (atom_style full) with one molecule ID per molecule of an ethanol_box,
+    for inputs that address molecules, e.g. `neigh_modify exclude molecule/inter all`."""
+    import numpy as np
+    atoms = atoms.copy()
+    atoms.arrays["mol-id"] = np.arange(len(atoms)) // atoms_per_molecule + 1
+    write(path, atoms, format="lammps-data", specorder=ELEMENTS, atom_style="full", masses=True)
+
+
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--molecules", type=int, default=512,

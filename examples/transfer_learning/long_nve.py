@@ -30,7 +30,7 @@ import numpy as np
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent / "lammps"))
 
-from build_ethanol_box import ELEMENTS, ethanol_box  # noqa: E402
+from build_ethanol_box import ELEMENTS, ethanol_box, write_molecular_data  # noqa: E402
 
 INPUT = """units metal
 atom_style full
@@ -109,13 +109,11 @@ def bond_lengths(positions: np.ndarray, box: np.ndarray, bonds: np.ndarray) -> n
 def run(model: Path, out: Path, ps: float, dt_fs: float = 0.5, temperature: float = 300.0, nvt_ps: float = 2.0,
         molecules: int = 8, max_force: float = 20.0, seed: int = 4928, lmp: str | None = None,
         independent_molecules: bool = True) -> dict:
-    import ase.io
     out, model = out.resolve(), model.resolve()
     out.mkdir(parents=True, exist_ok=True)
     atoms = ethanol_box(molecules, density=0.005, min_distance=6.0, seed=1)
-    atoms.arrays["mol-id"] = np.arange(len(atoms)) // (len(atoms) // molecules) + 1
     data = out / "ethanol.data"
-    ase.io.write(data, atoms, format="lammps-data", specorder=ELEMENTS, atom_style="full", masses=True)
+    write_molecular_data(atoms, data, atoms_per_molecule=len(atoms) // molecules)
     nve_steps = int(round(ps * 1000 / dt_fs))
     (out / "in.long_nve").write_text(INPUT.format(
         data=data, model=model, elements=" ".join(ELEMENTS), dt=dt_fs / 1000, temperature=temperature, seed=seed,

@@ -17,12 +17,10 @@ import subprocess
 import sys
 from pathlib import Path
 
-import numpy as np
-
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent / "lammps"))
 
-from build_ethanol_box import ELEMENTS, ethanol_box  # noqa: E402
+from build_ethanol_box import ELEMENTS, ethanol_box, write_molecular_data  # noqa: E402
 
 from gmnn import export_model  # noqa: E402
 from gmnn.spectrum import band_positions, plot_spectra, read_lammps_velocities, vdos  # noqa: E402
@@ -56,13 +54,10 @@ run {nve_steps}
 
 
 def run_md(model_pt: Path, workdir: Path, nve_ps: float, dt_fs: float = 0.5, stride: int = 2) -> Path:
-    import ase.io
     workdir, model_pt = workdir.resolve(), model_pt.resolve()  # LAMMPS runs inside workdir
     workdir.mkdir(parents=True, exist_ok=True)
     data = workdir / "ethanol8.data"
-    atoms = ethanol_box(8, density=0.005, min_distance=6.0, seed=1)
-    atoms.arrays["mol-id"] = np.arange(len(atoms)) // 9 + 1  # ethanol: 9 atoms per molecule
-    ase.io.write(data, atoms, format="lammps-data", specorder=ELEMENTS, atom_style="full", masses=True)
+    write_molecular_data(ethanol_box(8, density=0.005, min_distance=6.0, seed=1), data)
     dump = workdir / "velocities.dump"
     (workdir / "in.vib").write_text(INPUT.format(
         data=data, model=model_pt, elements=" ".join(ELEMENTS), dt=dt_fs / 1000.0, seed=4928,
