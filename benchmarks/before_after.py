@@ -179,7 +179,7 @@ def main():
             print(f"Python {r['atoms']} {r['dtype']}: before {r['before_us_per_atom']:.1f}, after "
                   f"{r['after_us_per_atom']:.1f} µs/atom ({r['speedup']:.2f}x; |dF| {r['max_force_difference']:.1e})",
                   flush=True)
-    ethanol = read_structures(ROOT.parent / "shared" / "data" / "rmd17_ethanol_100.xyz", energy_unit="kcal/mol")
+    ethanol = read_structures(ROOT / "data" / "rmd17_ethanol_100.xyz", energy_unit="kcal/mol")
     for dtype in ("float32", "float64"):
         r = training_throughput(ethanol[:32] if args.quick else ethanol, dtype, repeats)
         payload["training"].append(r)

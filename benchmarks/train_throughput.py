@@ -28,7 +28,7 @@ from gmnn.scale_shift import fit_scale_shift
 from gmnn.training import loss_terms
 
 ROOT = Path(__file__).resolve().parents[1]
-DATA = ROOT.parent / "shared" / "data"
+DATA = ROOT / "data"
 
 
 def model_flops_per_atom(n_radial, n_basis, n_elements, hidden, n_features, edges_per_atom):

@@ -4,11 +4,11 @@ from pathlib import Path
 import torch
 
 ROOT = Path(__file__).resolve().parents[1]
-SHARED_DATA = ROOT.parent / "shared" / "data"
-ETHANOL = SHARED_DATA / "rmd17_ethanol_100.xyz"
-CARBON = SHARED_DATA / "carbon_gap_100.xyz"
-QM9 = SHARED_DATA / "qm9_100.xyz"
-ANI = SHARED_DATA / "ani1x_ccx_5mol.h5"
+DATA = ROOT / "data"
+ETHANOL = DATA / "rmd17_ethanol_100.xyz"
+CARBON = DATA / "carbon_gap_100.xyz"
+QM9 = DATA / "qm9_100.xyz"
+ANI = DATA / "ani1x_ccx_5mol.h5"
 
 
 def small_model(elements=("H", "C", "O"), seed=0, dtype="float64", hidden=(32, 32), **kw):

@@ -6,7 +6,7 @@
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
 out=demo_output
-dft=../shared/data/rmd17_ethanol_100.xyz
+dft=data/rmd17_ethanol_100.xyz
 ccsdt=examples/transfer_learning/data/ethanol_ccsdt_ccpvdz.xyz
 mkdir -p "$out"
 
