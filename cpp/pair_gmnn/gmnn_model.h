@@ -111,6 +111,10 @@ NeighborList build_neighbor_list(const double *positions, int64_t n, const doubl
 int atomic_number(const std::string &symbol);
 std::string chemical_symbol(int z);
 
+// Standard atomic weight of element z in g/mol (IUPAC 2016, as ase.data.atomic_masses); 0 when
+// z is unknown.
+double standard_atomic_mass(int z);
+
 }  // namespace gmnn
 
 #endif  // GMNN_MODEL_H

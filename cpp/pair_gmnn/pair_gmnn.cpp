@@ -68,11 +68,6 @@ void PairGMNN::allocate()
 }
 
 /* ----------------------------------------------------------------------
-   pair_style gmnn [device auto|cpu|cuda|cuda:N] [atoms_per_pass N] [keep_memory yes|no]
-                   [debug yes|no] [max_force F]
-------------------------------------------------------------------------- */
-
-/* ----------------------------------------------------------------------
    Stop instead of writing garbage: NaN/inf energies or forces always stop the run; with
    max_force F, so does any pair contribution |dE/dr_ij| > F eV/Å (an exploding structure).
 ------------------------------------------------------------------------- */
@@ -96,6 +91,11 @@ void PairGMNN::check_result(const gmnn::EvalResult &res, int64_t n_edges)
   }
 }
 
+/* ----------------------------------------------------------------------
+   pair_style gmnn [device auto|cpu|cuda|cuda:N] [atoms_per_pass N] [keep_memory yes|no]
+                   [debug yes|no] [max_force F] [check_masses yes|no]
+------------------------------------------------------------------------- */
+
 void PairGMNN::settings(int narg, char **arg)
 {
   int iarg = 0;
@@ -118,10 +118,12 @@ void PairGMNN::settings(int narg, char **arg)
     } else if (key == "max_force") {
       max_force_ = utils::numeric(FLERR, value, false, lmp);
       if (max_force_ < 0.0) error->all(FLERR, "pair_style gmnn: max_force must be >= 0 (0 = no cap)");
+    } else if (key == "check_masses") {
+      check_masses_ = utils::logical(FLERR, value, false, lmp);
     } else {
       error->all(FLERR,
-                 "pair_style gmnn: unknown keyword '{}' (expected device, atoms_per_pass, keep_memory, debug "
-                 "or max_force)",
+                 "pair_style gmnn: unknown keyword '{}' (expected device, atoms_per_pass, keep_memory, debug, "
+                 "max_force or check_masses)",
                  key);
     }
     iarg += 2;
@@ -221,6 +223,8 @@ void PairGMNN::init_style()
   if (atom->ntypes + 1 != static_cast<int>(type_species_.size()))
     error->all(FLERR, "pair_style gmnn: the number of atom types changed after pair_coeff");
 
+  if (check_masses_) check_masses();
+
   neighbor->add_request(this, NeighConst::REQ_FULL);
 
   // libtorch allocates and frees its (large) CPU tensors every step; glibc serves blocks above
@@ -240,6 +244,34 @@ void PairGMNN::init_style()
     utils::logmesg(lmp, "pair gmnn: {} torch thread(s) per MPI rank (set OMP_NUM_THREADS to change)\n",
                    nthreads);
   reported_threads_ = nthreads;
+}
+
+/* ----------------------------------------------------------------------
+   A type mapped to an element whose standard atomic mass differs from the type's mass by more
+   than 5 % is almost always a pair_coeff element list in the wrong order (`H C O` for types
+   C H O runs, with an energy thousands of eV off). Masses may be set after pair_coeff, so this
+   runs at init. Isotopes (deuterium: twice the mass of H) need `check_masses no`. Per-atom
+   masses (atom->rmass, e.g. atom_style sphere) are not checked.
+------------------------------------------------------------------------- */
+
+void PairGMNN::check_masses()
+{
+  if (!atom->mass || !atom->mass_setflag) return;
+  constexpr double tolerance = 0.05;
+  std::string mismatches;
+  for (int t = 1; t <= atom->ntypes; t++) {
+    if (type_species_[t] < 0 || !atom->mass_setflag[t]) continue;
+    const double expected = gmnn::standard_atomic_mass(gmnn::atomic_number(type_elements_[t]));
+    const double mass = atom->mass[t];
+    if (expected > 0.0 && std::fabs(mass - expected) > tolerance * expected)
+      mismatches += fmt::format("{}atom type {} has mass {:g} but pair_coeff maps it to {} (standard atomic mass {:g})",
+                                mismatches.empty() ? "" : "; ", t, mass, type_elements_[t], expected);
+  }
+  if (!mismatches.empty())
+    error->all(FLERR,
+               "pair_style gmnn: {}. Check the element order in pair_coeff (one element per atom type, "
+               "in type order); for isotopes such as deuterium use 'pair_style gmnn check_masses no'",
+               mismatches);
 }
 
 double PairGMNN::init_one(int i, int j)

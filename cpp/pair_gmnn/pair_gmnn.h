@@ -1,11 +1,13 @@
 // pair_gmnn.h -- LAMMPS pair style for exported gmnn (Gaussian Moment Neural Network) models.
 //
 //   pair_style gmnn [device auto|cpu|cuda|cuda:N] [atoms_per_pass N] [keep_memory yes|no]
-//                   [debug yes|no]
+//                   [debug yes|no] [max_force F] [check_masses yes|no]
 //   pair_coeff * * model.pt C H O      (one element symbol or NULL per atom type)
 //
 // Needs `units metal`. Works with newton_pair on and off, any number of MPI ranks, periodic or
 // not, orthogonal or triclinic boxes; global and per-atom energy and virial.
+// Refuses inputs that would silently give a wrong energy: a per-type mass more than 5 % from the
+// mapped element's standard mass (a mistaken element order; `check_masses no` for isotopes).
 
 #ifndef LMP_PAIR_GMNN_H
 #define LMP_PAIR_GMNN_H
@@ -41,6 +43,7 @@ class PairGMNN : public Pair {
   void allocate();
   void load_model(const std::string &path);
   void check_result(const gmnn::EvalResult &res, int64_t n_edges);
+  void check_masses();
 
   std::string device_request_ = "auto";
   std::unique_ptr<gmnn::Model> model_;
@@ -52,6 +55,7 @@ class PairGMNN : public Pair {
   bigint atoms_per_pass_ = 2048;  // centres per forward/backward pass (bounds memory); 0 = all
   double max_force_ = 0.0;    // eV/A: stop if a pair contribution exceeds it; 0 = no cap
   bool keep_memory_ = true;   // tune glibc malloc to keep freed memory between steps
+  bool check_masses_ = true;  // per-type masses must match the mapped elements
   static bool malloc_tuned_;
   int reported_threads_ = 0;
 
