@@ -224,6 +224,12 @@ void PairGMNN::init_style()
     error->all(FLERR, "pair_style gmnn: the number of atom types changed after pair_coeff");
 
   if (check_masses_) check_masses();
+  // As a sub-style of pair hybrid, `pair_modify pair gmnn special ...` factors are in force only
+  // while hybrid calls compute(): check there.
+  if (force->pair == this)
+    check_special_bonds();
+  else
+    special_check_due_ = true;
 
   neighbor->add_request(this, NeighConst::REQ_FULL);
 
@@ -274,6 +280,47 @@ void PairGMNN::check_masses()
                mismatches);
 }
 
+/* ----------------------------------------------------------------------
+   LAMMPS drops bonded 1-2/1-3/1-4 pairs from the neighbour list when their special_bonds factors
+   are 0 (the default), and flags them when between 0 and 1. The model needs every pair within
+   the cutoff and cannot scale a many-body energy: with gmnn atoms that have bonded neighbours,
+   only factors of 1 are right (the special bits in the list are masked in compute()). Checked
+   at each init; bonds created during a run (fix bond/create) are not re-checked.
+------------------------------------------------------------------------- */
+
+void PairGMNN::check_special_bonds()
+{
+  const double *lj = force->special_lj, *coul = force->special_coul;
+  bool all_one = true;
+  for (int k = 1; k <= 3; k++) all_one = all_one && lj[k] == 1.0 && coul[k] == 1.0;
+  if (all_one || atom->molecular == Atom::ATOMIC) return;
+
+  // local atoms of gmnn types with special neighbours; with molecule templates every such atom
+  // in a molecule counts (the template's bonds are not visible from here)
+  bigint n_local = 0, n_bonded = 0;
+  const int *type = atom->type;
+  for (int i = 0; i < atom->nlocal; i++) {
+    if (type_species_[type[i]] < 0) continue;
+    if (atom->molecular == Atom::MOLECULAR ? (atom->nspecial && atom->nspecial[i][2] > 0)
+                                           : (atom->molindex && atom->molindex[i] >= 0))
+      n_local++;
+  }
+  MPI_Allreduce(&n_local, &n_bonded, 1, MPI_LMP_BIGINT, MPI_SUM, world);
+  if (n_bonded == 0) return;
+
+  const bool sub_style = force->pair != this;
+  error->all(FLERR,
+             "pair_style gmnn: {} atom(s) of gmnn types have bonded (1-2, 1-3 or 1-4) neighbours, and "
+             "special_bonds lj {:g} {:g} {:g} coul {:g} {:g} {:g} drops or scales those pairs, but the model "
+             "needs every pair unscaled: use 'special_bonds lj/coul 1.0 1.0 1.0' (bond styles still add "
+             "their own terms){}",
+             n_bonded, lj[1], lj[2], lj[3], coul[1], coul[2], coul[3],
+             sub_style ? ", or, to keep other factors for the other pair styles, 'pair_modify pair gmnn "
+                         "special lj/coul 1.0 1.0 1.0' (LAMMPS allows this where the special_bonds "
+                         "factors are neither 0 nor 1)"
+                       : "");
+}
+
 double PairGMNN::init_one(int i, int j)
 {
   if (setflag[i][j] == 0 && !(type_species_[i] >= 0 && type_species_[j] >= 0))
@@ -285,6 +332,10 @@ double PairGMNN::init_one(int i, int j)
 
 void PairGMNN::compute(int eflag, int vflag)
 {
+  if (special_check_due_) {
+    special_check_due_ = false;
+    check_special_bonds();
+  }
   ev_init(eflag, vflag);
 
   double **x = atom->x;

@@ -7,7 +7,8 @@
 // Needs `units metal`. Works with newton_pair on and off, any number of MPI ranks, periodic or
 // not, orthogonal or triclinic boxes; global and per-atom energy and virial.
 // Refuses inputs that would silently give a wrong energy: a per-type mass more than 5 % from the
-// mapped element's standard mass (a mistaken element order; `check_masses no` for isotopes).
+// mapped element's standard mass (a mistaken element order; `check_masses no` for isotopes), and
+// bonded atoms whose 1-2/1-3/1-4 pairs special_bonds would drop or scale (needs lj/coul 1 1 1).
 
 #ifndef LMP_PAIR_GMNN_H
 #define LMP_PAIR_GMNN_H
@@ -44,6 +45,7 @@ class PairGMNN : public Pair {
   void load_model(const std::string &path);
   void check_result(const gmnn::EvalResult &res, int64_t n_edges);
   void check_masses();
+  void check_special_bonds();
 
   std::string device_request_ = "auto";
   std::unique_ptr<gmnn::Model> model_;
@@ -56,6 +58,7 @@ class PairGMNN : public Pair {
   double max_force_ = 0.0;    // eV/A: stop if a pair contribution exceeds it; 0 = no cap
   bool keep_memory_ = true;   // tune glibc malloc to keep freed memory between steps
   bool check_masses_ = true;  // per-type masses must match the mapped elements
+  bool special_check_due_ = false;  // as a pair hybrid sub-style: check special_bonds in compute()
   static bool malloc_tuned_;
   int reported_threads_ = 0;
 
