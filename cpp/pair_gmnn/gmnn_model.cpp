@@ -65,6 +65,31 @@ torch::Device resolve_device(const std::string &request, int local_rank) {
   return torch::Device(torch::kCUDA, static_cast<c10::DeviceIndex>(index));
 }
 
+// A file that torch::jit::load refused may still be a PyTorch file of another kind: a zip
+// archive written by torch.save (a data.pkl, no compiled code). Returns what to tell the user
+// about it, or "" when it is not one (then the load error stands).
+std::string describe_torch_save_file(const std::string &path) {
+  try {
+    caffe2::serialize::PyTorchStreamReader reader(path);
+    if (!reader.hasRecord("data.pkl") || reader.hasRecord("constants.pkl")) return "";
+    for (const auto &name : reader.getAllRecords())
+      if (name.rfind("code/", 0) == 0) return "";
+    // python/gmnn/checkpoint.py pickles {"kind": "gmnn-checkpoint", ...}; a pickled str keeps its
+    // UTF-8 bytes as they are.
+    auto record = reader.getRecord("data.pkl");
+    const char *data = static_cast<const char *>(std::get<0>(record).get());
+    const std::string pickle(data, std::get<1>(record));
+    if (pickle.find("gmnn-checkpoint") != std::string::npos)
+      return "'" + path + "' is a gmnn training checkpoint, not a model file; convert it with: gmnn-export " +
+             path + " -o model.pt";
+    return "'" + path + "' is a PyTorch file written by torch.save (weights or a state_dict?), not an "
+           "exported gmnn model; write one with gmnn-export (from a training checkpoint) or "
+           "gmnn.export_model (from a GMNN in Python)";
+  } catch (const std::exception &) {
+    return "";  // not a zip archive, or a broken one
+  }
+}
+
 }  // namespace
 
 struct Model::Impl {
@@ -146,6 +171,8 @@ Model::Model(const std::string &path, const std::string &device, int local_rank)
   try {
     impl_->module = torch::jit::load(path, impl_->device, extra);
   } catch (const std::exception &e) {
+    const std::string other = describe_torch_save_file(path);
+    if (!other.empty()) throw std::runtime_error(other);
     fail(path, "cannot be read as a TorchScript archive (not a model file, or corrupt/truncated): " +
                    first_line(e.what()));
   }

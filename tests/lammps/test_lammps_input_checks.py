@@ -1,11 +1,12 @@
 """LAMMPS inputs that used to run and give a silently wrong energy are refused with a message
 that names the fix: atom types whose masses are not those of the elements pair_coeff maps them
-to, and bonded pairs dropped by the default special_bonds. In-process LAMMPS runs; everything
-skips without the plugin."""
+to, bonded pairs dropped by the default special_bonds, and a training checkpoint given to
+pair_coeff instead of an exported model. In-process LAMMPS runs; everything skips without the
+plugin."""
 import numpy as np
 import pytest
 
-from lammps_testing import ELEMENTS, lammps_header, place_in_box, reference, write_data
+from lammps_testing import ELEMENTS, lammps_header, make_model, place_in_box, reference, write_data
 from test_lammps_errors import run_expecting_error
 
 TOL = 1e-8  # eV, eV/Å
@@ -158,3 +159,44 @@ def test_molecule_ids_without_bonds_need_no_special_bonds(inproc, model64, ethan
     out = inproc.run(bonded_input(path, model64).replace("bond_style zero\nbond_coeff *\n", ""))
     atomic = inproc.run(gmnn_input(ethanol_data, model64))
     assert abs(out["pe"] - atomic["pe"]) < TOL, (out["pe"], atomic["pe"])
+
+
+# ---- a training checkpoint instead of a model file -----------------------------------------
+
+
+@pytest.fixture(scope="module")
+def checkpoint(tmp_path_factory):
+    """A real training checkpoint (gmnn.checkpoint.save_checkpoint, as the trainer writes it)."""
+    from gmnn.checkpoint import save_checkpoint
+    path = tmp_path_factory.mktemp("runs") / "x" / "best.ckpt"
+    save_checkpoint(path, {"model": make_model().checkpoint_state(), "epoch": 3})
+    return str(path)
+
+
+def test_checkpoint_given_to_pair_coeff_names_the_export_command(inproc, checkpoint, ethanol_data, tmp_path):
+    msg = run_expecting_error(inproc, gmnn_input(ethanol_data, checkpoint))
+    assert f"{checkpoint}' is a gmnn training checkpoint, not a model file" in msg, msg
+    assert f"convert it with: gmnn-export {checkpoint} -o model.pt" in msg, msg
+    # and that command does give a file pair_coeff loads
+    from gmnn.cli import export_main
+    assert export_main([checkpoint, "-o", str(tmp_path / "model.pt")]) == 0
+    out = inproc.run(gmnn_input(ethanol_data, tmp_path / "model.pt"))
+    assert np.isfinite(out["pe"])
+
+
+def test_checkpoint_given_to_the_native_loader_names_the_export_command(native, checkpoint):
+    with pytest.raises(RuntimeError) as info:
+        native.Model(checkpoint)
+    msg = str(info.value)
+    assert "is a gmnn training checkpoint, not a model file" in msg, msg
+    assert f"gmnn-export {checkpoint} -o model.pt" in msg, msg
+
+
+def test_other_torch_save_files_say_what_they_are(inproc, ethanol_data, tmp_path):
+    """A bare state_dict written with torch.save is not mistaken for a checkpoint either."""
+    import torch
+    path = tmp_path / "weights.pt"
+    torch.save(make_model().state_dict(), path)
+    msg = run_expecting_error(inproc, gmnn_input(ethanol_data, path))
+    assert "written by torch.save" in msg and "not an exported gmnn model" in msg, msg
+    assert "is a gmnn training checkpoint" not in msg, msg
