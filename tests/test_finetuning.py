@@ -150,3 +150,81 @@ def test_anchor_weight_keeps_the_parameters_near_the_pretrained_ones(tmp_path, h
     config.finetune.anchor_weight = -1.0
     with pytest.raises(Exception, match="anchor_weight must be >= 0"):
         finetuner(config, copy.deepcopy(trained_ethanol_model), show_progress=False)
+
+
+# ---- the pre-trained model's architecture wins; configs that contradict it are errors ----------
+
+def pretrained_checkpoint(tmp_path, cutoff=3.0):
+    """A checkpoint of a 3 A model (not the 5 A config default; ethanol spans ~3.8 A), as
+    gmnn-train writes it."""
+    from gmnn.model import build_model
+    model = build_model(["H", "C", "O"], cutoff=cutoff, hidden=(16, 8), dtype="float64")
+    path = tmp_path / "pretrained.ckpt"
+    save_checkpoint(path, {"model": model.checkpoint_state()})
+    return model, path
+
+
+def test_finetuning_uses_the_checkpoints_cutoff_and_records_the_true_model(tmp_path, hf_labels):
+    import json
+    from gmnn.finetuning import finetune
+    model, path = pretrained_checkpoint(tmp_path)
+    config = config_from_dict({"output_dir": str(tmp_path / "run"),
+                               "data": {"train_file": str(hf_labels), "train_index": "0:6",
+                                        "valid_file": str(hf_labels), "valid_index": "6:8"},
+                               "training": {"epochs": 1, "batch_size": 3, "threads": 1, "force_weight": 0}})
+    trainer = finetuner(config, copy.deepcopy(model), show_progress=False)
+    longest = max(float(g.edge_vectors.norm(dim=1).max()) for g in trainer.data.train)
+    assert 2.5 < longest < 3.0  # edges end at the model's 3 A, not at the config default of 5 A
+    finetune(config, path, show_progress=False)
+    recorded = json.loads((tmp_path / "run" / "config.json").read_text())["model"]
+    assert recorded["cutoff"] == 3.0 and recorded["hidden"] == [16, 8] and recorded["dtype"] == "float64"
+
+
+@pytest.mark.parametrize("model_section, message", [
+    ({"cutoff": 5.0}, r"model.cutoff: 5.0 in the config, 3.0 in the model"),
+    ({"hidden": [512, 512]}, r"model.hidden: \[512, 512\] in the config, \[16, 8\] in the model"),
+])
+def test_a_config_that_contradicts_the_checkpoint_is_an_error(tmp_path, hf_labels, model_section, message):
+    from gmnn.config import ConfigError
+    model, _ = pretrained_checkpoint(tmp_path)
+    config = config_from_dict({"output_dir": str(tmp_path / "run"), "model": model_section,
+                               "data": {"train_file": str(hf_labels), "n_valid": 2},
+                               "training": {"epochs": 1, "force_weight": 0}})
+    with pytest.raises(ConfigError, match=message):
+        finetuner(config, model, show_progress=False)
+
+
+@pytest.mark.parametrize("freeze, message", [
+    (["dense7"], r"unknown layer\(s\) 'dense7'; the layers are descriptor, dense0, dense1, dense2"),
+    (["descriptor", "dense0", "dense1", "dense2"], "every layer.*--zero-shot"),
+])
+def test_bad_freeze_lists_are_one_line_errors(tmp_path, hf_labels, freeze, message):
+    from gmnn.config import ConfigError
+    model, _ = pretrained_checkpoint(tmp_path)
+    config = config_from_dict({"output_dir": str(tmp_path / "run"), "finetune": {"freeze": freeze},
+                               "data": {"train_file": str(hf_labels), "n_valid": 2},
+                               "training": {"epochs": 1, "force_weight": 0}})
+    with pytest.raises(ConfigError, match=message):
+        finetuner(config, model, show_progress=False)
+
+
+def test_gmnn_train_refuses_a_finetune_section(tmp_path, hf_labels):
+    from gmnn.config import ConfigError
+    from gmnn.training import train
+    config = config_from_dict({"output_dir": str(tmp_path / "run"), "finetune": {"layer_lr_factor": 2.6},
+                               "data": {"train_file": str(hf_labels), "n_valid": 2}, "training": {"epochs": 1}})
+    with pytest.raises(ConfigError, match="gmnn-finetune"):
+        train(config, show_progress=False)
+
+
+def test_energy_only_validation_computes_no_forces(tmp_path, hf_labels, monkeypatch):
+    import gmnn.training as training
+    calls = []
+    real = training.predict_graphs
+    monkeypatch.setattr(training, "predict_graphs", lambda *a, **k: calls.append(k.get("forces")) or real(*a, **k))
+    model, _ = pretrained_checkpoint(tmp_path)
+    config = finetune_config(tmp_path, hf_labels, epochs=1, force_weight=0)
+    config.model.hidden, config.model.dtype = None, None
+    trainer = finetuner(config, model, show_progress=False)
+    metrics = trainer.validate()
+    assert calls == [False] and np.isnan(metrics["forces_mae"]) and np.isfinite(metrics["energy_mae"])

@@ -26,8 +26,7 @@ HERE = Path(__file__).resolve().parent
 
 def shift_baseline(config, data):
     """Validation errors of the energy shifts alone (network output zeroed)."""
-    m = config.model
-    model = GMNN(ModelOptions(data.elements, m.cutoff, m.n_radial, m.n_basis, m.r_min, tuple(m.hidden), m.dtype))
+    model = GMNN(ModelOptions.from_config(config.model, data.elements))
     fit_scale_shift(model, data.train)
     model.scale_shift.scale.zero_()
     return error_metrics(predict_graphs(model, data.valid))

@@ -39,13 +39,16 @@ class DataConfig:
 
 @dataclass
 class ModelConfig:
+    """The model's hyper-parameters as the YAML gives them; None = not given. Their defaults live
+    in one place, `model.ModelOptions`, which `ModelOptions.from_config` fills in; fine-tuning
+    takes them from the checkpoint and refuses a config that contradicts it."""
     elements: Optional[List[str]] = None  # element symbols; default: those in the training data
-    cutoff: float = 5.0
-    n_radial: int = 5
-    n_basis: int = 7
-    r_min: float = 0.5
-    hidden: List[int] = field(default_factory=lambda: [512, 512])
-    dtype: str = "float32"
+    cutoff: Optional[float] = None        # r_c in Angstrom
+    n_radial: Optional[int] = None        # radial channels S
+    n_basis: Optional[int] = None         # Gaussians per radial function K
+    r_min: Optional[float] = None         # first Gaussian centre in Angstrom
+    hidden: Optional[List[int]] = None    # widths of the hidden layers
+    dtype: Optional[str] = None           # "float32" or "float64"
 
 
 @dataclass
@@ -82,7 +85,7 @@ class Config:
     data: DataConfig = field(default_factory=DataConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
     training: TrainingConfig = field(default_factory=TrainingConfig)
-    finetune: FinetuneConfig = field(default_factory=FinetuneConfig)
+    finetune: Optional[FinetuneConfig] = None  # only gmnn-finetune reads it; gmnn-train refuses it
 
     def validate(self) -> "Config":
         t = self.training
@@ -95,12 +98,11 @@ class Config:
             (t.optimizer in ("adam", "amsgrad"), f"training.optimizer must be 'adam' or 'amsgrad', got {t.optimizer!r}"),
             (t.energy_weight >= 0 and t.force_weight >= 0, "training.energy_weight and force_weight must be >= 0"),
             (t.energy_weight + t.force_weight > 0, "training.energy_weight and force_weight cannot both be 0"),
-            (self.model.dtype in ("float32", "float64"), f"model.dtype must be float32 or float64, got {self.model.dtype!r}"),
-            (self.model.cutoff > self.model.r_min, f"model.cutoff must exceed model.r_min"),
+            (self.model.dtype in (None, "float32", "float64"), f"model.dtype must be float32 or float64, got {self.model.dtype!r}"),
             (bool(self.data.train_file), "data.train_file is required"),
             (self.data.n_valid >= 0, f"data.n_valid must be >= 0, got {self.data.n_valid}"),
-            (self.finetune.layer_lr_factor >= 1.0,
-             f"finetune.layer_lr_factor must be >= 1, got {self.finetune.layer_lr_factor}"),
+            (self.finetune is None or self.finetune.layer_lr_factor >= 1.0,
+             f"finetune.layer_lr_factor must be >= 1, got {self.finetune and self.finetune.layer_lr_factor}"),
         ]
         for ok, message in checks:
             if not ok:
@@ -123,6 +125,8 @@ def _build(cls, values, where: str):
             hint = f"; did you mean {close[0]!r}?" if close else f"; valid keys: {', '.join(fields)}"
             raise ConfigError(f"unknown config key {name!r}{hint}")
         hint = hints[key]
+        if typing.get_origin(hint) is typing.Union and dataclasses.is_dataclass(typing.get_args(hint)[0]):
+            hint = typing.get_args(hint)[0]  # an optional section, e.g. finetune: present when given
         if dataclasses.is_dataclass(hint):
             kwargs[key] = _build(hint, value, name)
         else:

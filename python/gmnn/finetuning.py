@@ -7,8 +7,9 @@ from typing import Dict, List, Sequence
 
 import torch
 
+from . import rundir
 from .checkpoint import load_model
-from .config import Config, ConfigError
+from .config import Config, ConfigError, FinetuneConfig
 from .data import DataError
 from .model import GMNN, ModelOptions
 from .scale_shift import fit_scale_shift
@@ -40,7 +41,7 @@ def extend_elements(model: GMNN, new_numbers: Sequence[int]) -> GMNN:
 def prepare(config: Config, pretrained: GMNN, add_elements: bool = False):
     """Data for fine-tuning in the pre-trained model's element order (extending it if asked)."""
     try:
-        data = load_data(config, pretrained.atomic_numbers)
+        data = load_data(config, pretrained.atomic_numbers, pretrained.cutoff)
     except DataError as exc:
         if "unknown to the model" not in str(exc) or not add_elements:
             if "unknown to the model" in str(exc):
@@ -51,19 +52,40 @@ def prepare(config: Config, pretrained: GMNN, add_elements: bool = False):
         elements = load_data(probe).elements
         pretrained = extend_elements(pretrained, elements)
         log.info("added elements: model now knows %s", pretrained.symbols)
-        data = load_data(config, pretrained.atomic_numbers)
+        data = load_data(config, pretrained.atomic_numbers, pretrained.cutoff)
     return pretrained, data
 
 
-def finetuner(config: Config, pretrained: GMNN, add_elements: bool = False, show_progress: bool = True) -> Trainer:
+def check_config(config: Config, pretrained: GMNN) -> FinetuneConfig:
+    """The fine-tuning section (defaults if absent), after refusing what cannot be meant: a
+    `model:` section that contradicts the pre-trained architecture (which fine-tuning keeps),
+    unknown layer names in `freeze`, or every layer frozen."""
+    config.finetune = config.finetune or FinetuneConfig()
     ft = config.finetune
+    contradictions = pretrained.options.contradictions(config.model)
+    if contradictions:
+        raise ConfigError("the config's model: section contradicts the pre-trained model, whose architecture "
+                          f"fine-tuning keeps: {'; '.join(contradictions)}. Remove these keys")
+    layers = [name for name, _ in pretrained.layer_groups()]
+    unknown = [name for name in ft.freeze if name not in layers]
+    if unknown:
+        raise ConfigError(f"finetune.freeze: unknown layer(s) {', '.join(map(repr, unknown))}; "
+                          f"the layers are {', '.join(layers)}")
+    if set(layers) <= set(ft.freeze):
+        raise ConfigError("finetune.freeze lists every layer, so nothing would be trained; for the "
+                          "pre-trained model with re-fitted energy shifts only, use gmnn-finetune --zero-shot")
+    if ft.anchor_weight < 0:
+        raise ConfigError(f"finetune.anchor_weight must be >= 0, got {ft.anchor_weight}")
+    return ft
+
+
+def finetuner(config: Config, pretrained: GMNN, add_elements: bool = False, show_progress: bool = True) -> Trainer:
+    ft = check_config(config, pretrained)
     model, data = prepare(config, pretrained, add_elements)
     if ft.refit_shift:
         fit_scale_shift(model, data.train, scale=ft.refit_scale)
     lr = config.training.lr
     groups_fn = lambda m: param_groups(m, lr, ft.layer_lr_factor, ft.freeze)
-    if ft.anchor_weight < 0:
-        raise ConfigError(f"finetune.anchor_weight must be >= 0, got {ft.anchor_weight}")
     regularizer = anchor_to(model, ft.anchor_weight) if ft.anchor_weight > 0 else None
     return Trainer(config, model=model, data=data, param_groups_fn=groups_fn, show_progress=show_progress,
                    regularizer=regularizer)
@@ -84,15 +106,18 @@ def anchor_to(model: GMNN, weight: float):
     return penalty
 
 
-def finetune(config: Config, pretrained_path=None, add_elements=False, resume=False, show_progress=True) -> Dict:
-    path = pretrained_path or config.finetune.pretrained
+def finetune(config: Config, pretrained_path=None, add_elements=False, resume=False, show_progress=True,
+             overwrite=False) -> Dict:
+    path = pretrained_path or (config.finetune and config.finetune.pretrained)
     if not path:
         raise ConfigError("no pre-trained model: give --from PRETRAINED.ckpt or finetune.pretrained in the config")
+    config.finetune = config.finetune or FinetuneConfig()
     config.finetune.pretrained = str(path)
-    trainer = finetuner(config, load_model(path), add_elements, show_progress)
-    if resume:
-        trainer.resume()
-    return trainer.run()
+    with rundir.claimed(config.output_dir, resume=resume, overwrite=overwrite):
+        trainer = finetuner(config, load_model(path, purpose="fine-tuning"), add_elements, show_progress)
+        if resume:
+            trainer.resume()
+        return trainer.run()
 
 
 def zero_shot(pretrained: GMNN, data: PreparedData) -> GMNN:

@@ -38,6 +38,39 @@ class ModelOptions:
         if self.cutoff <= self.r_min:
             raise ValueError(f"cutoff ({self.cutoff}) must exceed r_min ({self.r_min})")
 
+    # the fields a config's `model:` section may set (atomic_numbers come from the data or `elements`)
+    CONFIG_FIELDS = ("cutoff", "n_radial", "n_basis", "r_min", "hidden", "dtype")
+
+    @classmethod
+    def from_config(cls, model_config, atomic_numbers: Sequence[int]) -> "ModelOptions":
+        """Options from a config's `model:` section: given fields by keyword, the rest default."""
+        from .config import ConfigError
+        given = {name: getattr(model_config, name) for name in cls.CONFIG_FIELDS
+                 if getattr(model_config, name) is not None}
+        try:
+            return cls(list(atomic_numbers), **given)
+        except ValueError as exc:
+            raise ConfigError(f"model: {exc}") from None
+
+    def to_config(self):
+        """The config `model:` section that says exactly these options (what config.json records)."""
+        from .config import ModelConfig
+        return ModelConfig(elements=[chemical_symbols[z] for z in self.atomic_numbers], cutoff=float(self.cutoff),
+                           n_radial=self.n_radial, n_basis=self.n_basis, r_min=float(self.r_min),
+                           hidden=list(self.hidden), dtype=self.dtype)
+
+    def contradictions(self, model_config) -> List[str]:
+        """Fields a config's `model:` section gives with values other than these options'."""
+        out = []
+        for name in self.CONFIG_FIELDS:
+            given = getattr(model_config, name)
+            if given is None:
+                continue
+            mine = getattr(self, name)
+            if (tuple(given) if name == "hidden" else given) != mine:
+                out.append(f"model.{name}: {given} in the config, {list(mine) if name == 'hidden' else mine} in the model")
+        return out
+
 
 def forces_from_edge_gradients(grad: torch.Tensor, centers: torch.Tensor, neighbors: torch.Tensor,
                                n_atoms: int) -> torch.Tensor:
@@ -113,17 +146,6 @@ class GMNN(nn.Module):
     @property
     def symbols(self) -> List[str]:
         return [chemical_symbols[z] for z in self.atomic_numbers]
-
-    def species_of(self, numbers) -> torch.Tensor:
-        """Atomic numbers -> model element indices; a clear error for unknown elements."""
-        lookup = {z: k for k, z in enumerate(self.atomic_numbers)}
-        out = []
-        for z in (int(v) for v in numbers):
-            if z not in lookup:
-                raise ValueError(f"element {chemical_symbols[z]} (Z={z}) is not known to this model "
-                                 f"(elements: {' '.join(self.symbols)})")
-            out.append(lookup[z])
-        return torch.tensor(out, dtype=torch.long)
 
     def layer_groups(self) -> List[Tuple[str, List[nn.Parameter]]]:
         """Trainable layers from input to output: the descriptor's pair coefficients count as
