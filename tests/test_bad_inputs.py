@@ -1,8 +1,11 @@
 """Rows of docs/reliability.md not covered elsewhere: large, empty and corrupt inputs, labels
 that do not fit the config, and a full disk. Each case gives a named error or a defined result."""
 import errno
+import itertools
 import logging
 import shutil
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -13,6 +16,7 @@ from ase.build import bulk, molecule
 from gmnn.calculator import GMNNCalculator
 from gmnn.config import config_from_dict
 from gmnn.data import DataError, read_structures
+from gmnn.neighbors import neighbor_list
 from gmnn.training import Trainer, load_data
 from gmnn_testing import ANI, ETHANOL, small_model
 
@@ -80,6 +84,116 @@ def test_empty_frame_in_a_data_file(tmp_path):
                  "0\nProperties=species:S:1:pos:R:3 energy=0.0 pbc=\"F F F\"\n")
     with pytest.raises(DataError, match=r"empty.xyz\[1\].*no atoms"):
         read_structures(p)
+
+
+# ---- cells and periodic boundary conditions ------------------------------------------------
+
+PBCS = list(itertools.product([False, True], repeat=3))
+CELLS = {  # rows are the cell vectors a, b, c
+    "no cell": np.zeros((3, 3)),
+    "collinear": np.array([[4.0, 0, 0], [8.0, 0, 0], [0, 0, 0]]),       # b = 2a, c = 0
+    "flat": np.array([[4.0, 0, 0], [0.5, 4.2, 0], [4.5, 4.2, 0]]),      # c = a + b: zero volume
+    "good": np.array([[4.0, 0, 0], [0.5, 4.2, 0], [0.3, -0.4, 3.9]]),
+}
+THREE_ATOMS = np.array([[0.1, 0.2, 0.3], [1.2, 0.1, 0.2], [0.4, 1.4, 1.1]])
+
+
+def periodic_cell_is_valid(cell, pbc):
+    """The rule: the cell vectors of the periodic directions are non-zero and linearly independent."""
+    periodic = cell[list(pbc)]
+    return len(periodic) == 0 or np.linalg.matrix_rank(periodic) == len(periodic)
+
+
+def brute_force_pairs(positions, cutoff, cell, pbc):
+    """All (i, j, x_j - x_i + shift) closer than the cutoff, images only along periodic vectors."""
+    periodic = cell[list(pbc)]
+    # images needed along each periodic vector: cutoff / (thickness of the cell between its faces)
+    reps = [int(np.ceil(cutoff * np.linalg.norm(row))) + 1 for row in np.linalg.pinv(periodic).T] if len(periodic) else []
+    pairs = set()
+    for shift in itertools.product(*[range(-r, r + 1) for r in reps]):
+        offset = np.array(shift, dtype=float) @ periodic if reps else np.zeros(3)
+        for i, j in itertools.product(range(len(positions)), repeat=2):
+            d = positions[j] + offset - positions[i]
+            if 0 < np.linalg.norm(d) < cutoff:
+                pairs.add((i, j) + tuple(np.round(d, 8)))
+    return pairs
+
+
+@pytest.mark.parametrize("backend", ["vesin", "ase"])
+@pytest.mark.parametrize("cell_name", list(CELLS))
+@pytest.mark.parametrize("pbc", PBCS, ids=["".join("TF"[not p] for p in pbc) for pbc in PBCS])
+def test_periodic_direction_needs_an_independent_cell_vector(pbc, cell_name, backend):
+    """Every pbc combination x {no cell, degenerate cells, good cell}, both neighbour-list codes:
+    a periodic direction without a usable cell vector is a ValueError naming the problem (vesin
+    used to die of SIGFPE, or throw vector::_M_default_append; ASE gave LinAlgError or called an
+    atom its own coincident neighbour); any other cell gives the brute-force pairs."""
+    cell = CELLS[cell_name]
+    if not periodic_cell_is_valid(cell, pbc):
+        with pytest.raises(ValueError, match=r"pbc [TF ]+.*(zero \(no Lattice given\?\)|linearly dependent)"):
+            neighbor_list(THREE_ATOMS, 3.0, cell, pbc, backend=backend)
+        return
+    nl = neighbor_list(THREE_ATOMS, 3.0, cell, pbc, backend=backend)
+    got = {(int(i), int(j)) + tuple(np.round(d, 8)) for i, j, d in zip(nl.centers, nl.neighbors, nl.vectors)}
+    assert got == brute_force_pairs(THREE_ATOMS, 3.0, cell, pbc)
+
+
+def extxyz_frame(cell, pbc, energy=-1.0):
+    lattice = "" if cell is None else 'Lattice="' + " ".join(f"{x:.6f}" for x in np.ravel(cell)) + '" '
+    flags = " ".join("T" if p else "F" for p in pbc)
+    atoms = "".join(f"H {x:.6f} {y:.6f} {z:.6f}\n" for x, y, z in THREE_ATOMS)
+    return f"3\n{lattice}Properties=species:S:1:pos:R:3 energy={energy} pbc=\"{flags}\"\n{atoms}"
+
+
+def test_data_file_cells_are_checked_for_every_pbc_combination(tmp_path):
+    """Frame 1 of each file has one pbc x cell combination (written with a Lattice, and once
+    without one): the reader accepts exactly the valid ones and names file[1] otherwise."""
+    for (cell_name, cell), pbc in itertools.product([("no Lattice", None), *CELLS.items()], PBCS):
+        p = tmp_path / "cells.xyz"
+        p.write_text(extxyz_frame(None, (False,) * 3) + extxyz_frame(cell, pbc))
+        valid = periodic_cell_is_valid(np.zeros((3, 3)) if cell is None else cell, pbc)
+        if valid:
+            assert len(read_structures(p)) == 2, (cell_name, pbc)
+        else:
+            with pytest.raises(DataError, match=r"cells.xyz\[1\]: field 'cell': pbc [TF ]+"):
+                read_structures(p)
+
+
+def test_coincident_atoms_in_a_data_file_are_named_when_graphs_are_built(tmp_path):
+    from gmnn.graph import build_graphs
+    p = tmp_path / "twice.xyz"
+    p.write_text("2\nProperties=species:S:1:pos:R:3 energy=-1.0 pbc=\"F F F\"\nH 0 0 0\nH 0 0 0.7\n"
+                 "2\nProperties=species:S:1:pos:R:3 energy=-1.0 pbc=\"F F F\"\nH 0 0 0.5\nH 0 0 0.5\n")
+    with pytest.raises(DataError, match=r"twice.xyz\[1\]: atoms 0 and 1 are at the same position"):
+        build_graphs(read_structures(p), [1], 3.0)
+
+
+CELL_CRASHES = """
+import numpy as np, sys
+from gmnn.data import DataError, read_structures
+from gmnn.neighbors import neighbor_list
+atoms = np.array([[0.1, 0.2, 0.3], [1.2, 0.1, 0.2], [0.4, 1.4, 1.1]])
+for pbc in ([True, True, False], [True, False, True], [False, True, True], [True, False, False]):
+    for backend in ("vesin", "ase"):
+        try:
+            neighbor_list(atoms, 3.0, np.zeros((3, 3)), pbc, backend=backend)
+        except ValueError as exc:
+            print("refused", pbc, backend, exc)
+try:
+    read_structures(sys.argv[1])
+except DataError as exc:
+    print("refused", exc)
+"""
+
+
+def test_periodic_without_a_cell_does_not_kill_the_process(tmp_path):
+    """In a subprocess, because the failure this guards against is a signal: pbc [T,T,F] with no
+    cell (SIGFPE inside vesin) and an extxyz frame with pbc="T T F" and no Lattice."""
+    p = tmp_path / "slab_without_lattice.xyz"
+    p.write_text(extxyz_frame(None, (True, True, False)))
+    proc = subprocess.run([sys.executable, "-c", CELL_CRASHES, str(p)], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, f"exit status {proc.returncode}\n{proc.stdout}\n{proc.stderr}"
+    assert proc.stdout.count("refused") == 9, proc.stdout
+    assert "slab_without_lattice.xyz[0]: field 'cell': pbc T T F is periodic along cell vectors a and b" in proc.stdout
 
 
 # ---- data files --------------------------------------------------------------------------

@@ -115,3 +115,79 @@ def test_missing_file_and_bad_unit(tmp_path):
 def test_explicit_missing_key_is_an_error():
     with pytest.raises(DataError, match="'forces' not found"):
         read_structures(CARBON, forces_key="forces")
+
+
+# ---- labels decided per frame, selections, units ---------------------------------------------
+
+H2_WITH_FORCES = ("2\nProperties=species:S:1:pos:R:3:forces:R:3 energy=-1.1 pbc=\"F F F\"\n"
+                  "H 0 0 0 0 0 0.5\nH 0 0 0.7 0 0 -0.5\n")
+H2_WITHOUT_FORCES = "2\nProperties=species:S:1:pos:R:3 energy=-1.0 pbc=\"F F F\"\nH 0 0 0\nH 0 0 0.75\n"
+H2_WITHOUT_ENERGY = ("2\nProperties=species:S:1:pos:R:3:forces:R:3 pbc=\"F F F\"\n"
+                     "H 0 0 0 0 0 0.4\nH 0 0 0.72 0 0 -0.4\n")
+
+
+def test_first_frame_without_forces_follows_the_rule_of_every_frame(tmp_path):
+    """Frame 0 lacking forces used to decide for the whole file: every frame's forces were
+    dropped without a word. Now frame 0 is a frame like any other: named, as frame 1 would be."""
+    p = write_xyz(tmp_path / "first.xyz", H2_WITHOUT_FORCES + H2_WITH_FORCES + H2_WITH_FORCES)
+    with pytest.raises(DataError, match=r"first.xyz\[0\].*'forces' missing.*2 of the 3 frames have it"):
+        read_structures(p)
+    assert [s.forces for s in read_structures(p, forces_key="none")] == [None] * 3
+    both = read_structures(p, index="1:")
+    assert all(s.forces is not None for s in both)
+    np.testing.assert_allclose(both[0].forces[0], [0, 0, 0.5])
+
+
+def test_first_frame_without_energy_is_named(tmp_path):
+    """The message used to be "no structure has an energy label" (from the shift fit), untrue
+    for a file where only frame 0 lacks it."""
+    p = write_xyz(tmp_path / "noE.xyz", H2_WITHOUT_ENERGY + H2_WITH_FORCES)
+    with pytest.raises(DataError, match=r"noE.xyz\[0\].*'energy' missing.*1 of the 2 frames"):
+        read_structures(p)
+    assert [s.energy for s in read_structures(p, energy_key="none")] == [None, None]
+
+
+def test_no_frame_with_forces_means_no_force_labels(tmp_path):
+    p = write_xyz(tmp_path / "energies.xyz", H2_WITHOUT_FORCES * 3)
+    assert [s.forces for s in read_structures(p)] == [None] * 3
+
+
+@pytest.mark.parametrize("index", ["200:", "100", "50:50", "-1:0"])
+def test_empty_selection_says_so(index):
+    with pytest.raises(DataError, match=rf"rmd17_ethanol_100.xyz: index {index!r} selects no structures "
+                                        r"\(the file has 100\)"):
+        read_structures(ETHANOL, energy_unit="kcal/mol", index=index)
+
+
+def test_empty_selection_of_npz(tmp_path, ethanol_structures):
+    path = tmp_path / "five.npz"
+    frames = ethanol_structures[:5]
+    np.savez(path, z=frames[0].numbers, R=np.stack([s.positions for s in frames]), E=np.zeros(5))
+    with pytest.raises(DataError, match=r"five.npz: index '7:' selects no structures \(the file has 5\)"):
+        read_structures(path, index="7:")
+
+
+@pytest.mark.parametrize("index", ["::0", "a:b", "1:2:3:4", ""])
+def test_bad_index_is_a_data_error(index):
+    with pytest.raises(DataError, match="index"):
+        read_structures(ETHANOL, index=index)
+
+
+@pytest.mark.parametrize("units, message", [
+    ({"energy_unit": "kcal"}, r"unknown energy unit 'kcal'; known: eV, meV, kcal/mol"),
+    ({"length_unit": "pm"}, r"unknown length unit 'pm'; known: Angstrom"),
+    ({"force_unit": "eV"}, r"force unit must look like 'energy/length'"),
+])
+def test_unknown_units_are_data_errors_naming_the_file(units, message):
+    with pytest.raises(DataError, match=r"rmd17_ethanol_100.xyz: " + message):
+        read_structures(ETHANOL, **units)
+
+
+def test_split_that_leaves_nothing_to_train_on_is_a_data_error():
+    from gmnn.data import split_indices
+    with pytest.raises(DataError, match=r"n_train \+ n_valid = 12 exceeds the 10 structures"):
+        split_indices(10, 7, 5)
+    with pytest.raises(DataError, match=r"n_valid = 10 leaves no structures to train on"):
+        split_indices(10, 0, 10)
+    with pytest.raises(DataError, match=r"n_valid = 12 leaves no structures to train on"):
+        split_indices(10, -2, 12)

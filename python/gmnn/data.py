@@ -14,6 +14,7 @@ from typing import List, Optional, Sequence
 
 import numpy as np
 
+from .neighbors import cell_problem
 from .units import energy_factor, force_factor, length_factor
 
 log = logging.getLogger(__name__)
@@ -63,32 +64,54 @@ def read_structures(path, *, energy_key: str = AUTO, forces_key: str = AUTO,
     path = Path(path)
     if not path.exists():
         raise DataError(f"{path}: file not found")
+    selection = parse_index(index, where=str(path))
     suffix = path.suffix.lower()
     if suffix == ".npz":
-        structures = _read_npz(path, energy_key, forces_key, energy_unit or "kcal/mol",
-                               force_unit, length_unit or "Angstrom")
-        structures = structures[parse_index(index)]
+        everything = _read_npz(path, energy_key, forces_key,
+                               *_factors(path, energy_unit or "kcal/mol", force_unit, length_unit))
+        total, structures = len(everything), everything[selection]
     elif suffix in (".h5", ".hdf5"):
-        structures = _read_ani_h5(path, level, energy_unit or "Hartree", force_unit, length_unit or "Angstrom")
-        structures = structures[parse_index(index)]
-    else:
-        structures = _read_ase(path, energy_key, forces_key, energy_unit or "eV", force_unit,
-                               length_unit or "Angstrom", index)
+        everything = _read_ani_h5(path, level, *_factors(path, energy_unit or "Hartree", force_unit, length_unit))
+        total, structures = len(everything), everything[selection]
+    else:  # ASE parses only the selected frames
+        structures, total = _read_ase(path, energy_key, forces_key,
+                                      *_factors(path, energy_unit or "eV", force_unit, length_unit), selection)
+    if not structures:
+        if total == 0:
+            raise DataError(f"{path}: no structures in the file")
+        raise DataError(f"{path}: index {index!r} selects no structures (the file has {total})")
     for s in structures:
         check_structure(s)
     return structures
 
 
-def parse_index(index: str) -> slice:
+def _factors(path, energy_unit, force_unit, length_unit):
+    """(energy, force, length) factors into eV, eV/Angstrom, Angstrom; a DataError for an
+    unknown unit naming the file and the known units."""
+    length_unit = length_unit or "Angstrom"
+    try:
+        return (energy_factor(energy_unit), force_factor(force_unit or f"{energy_unit}/{length_unit}"),
+                length_factor(length_unit))
+    except ValueError as exc:
+        raise DataError(f"{path}: {exc}") from None
+
+
+def parse_index(index: str, where: str = "") -> slice:
     """ASE-style frame selection "start:stop[:step]" (or a single integer) as a slice."""
     parts = str(index).split(":")
+    problem = "expected 'start:stop[:step]' or a frame number"
     try:
         if len(parts) == 1:
             k = int(parts[0])
             return slice(k, k + 1 if k != -1 else None)
-        return slice(*(int(p) if p else None for p in parts))
+        if len(parts) <= 3:
+            selection = slice(*(int(p) if p.strip() else None for p in parts))
+            if selection.step != 0:
+                return selection
+            problem = "the step must not be 0"
     except (TypeError, ValueError):
-        raise DataError(f"bad index {index!r}: expected 'start:stop[:step]'") from None
+        pass
+    raise DataError(f"{where + ': ' if where else ''}bad index {index!r}: {problem}")
 
 
 def check_structure(s: Structure) -> None:
@@ -109,38 +132,51 @@ def check_structure(s: Structure) -> None:
             raise DataError(f"{where}: field 'forces': shape {s.forces.shape}, expected ({n}, 3)")
         if not np.all(np.isfinite(s.forces)):
             raise DataError(f"{where}: field 'forces': contains NaN or inf")
+    problem = cell_problem(s.cell, s.pbc)
+    if problem:
+        raise DataError(f"{where}: field 'cell': {problem}")
 
 
 # ---- ASE-readable files ---------------------------------------------------------------
 
-def _read_ase(path, energy_key, forces_key, energy_unit, force_unit, length_unit, index):
+def _read_ase(path, energy_key, forces_key, e_factor, f_factor, l_factor, selection):
+    """(structures of the selection, number of frames in the file or None where not counted).
+    Structures are named by their frame number in the file. Labels are decided per
+    frame: a label that some frames have must be in every frame (the key is never chosen by
+    frame 0 alone, which used to drop every frame's forces when only frame 0 lacked them)."""
     import ase.io
-    try:
-        frames = ase.io.read(path, index=index)
-    except Exception as exc:  # ASE raises many types for malformed files
-        raise DataError(f"{path}: cannot be read by ASE: {exc}") from exc
-    if not isinstance(frames, list):
-        frames = [frames]
-    e_factor = energy_factor(energy_unit)
-    f_factor = force_factor(force_unit or f"{energy_unit}/{length_unit}")
-    l_factor = length_factor(length_unit)
-    e_name = _choose_key(path, frames[0], energy_key, kind="energy") if frames else None
-    f_name = _choose_key(path, frames[0], forces_key, kind="forces") if frames else None
+
+    def read(selected):
+        try:
+            frames = ase.io.read(path, index=selected)
+        except Exception as exc:  # ASE raises many types for malformed files
+            raise DataError(f"{path}: cannot be read by ASE: {exc}") from exc
+        return frames if isinstance(frames, list) else [frames]
+    frames = read(selection)
+    start, step = selection.start, selection.step or 1
+    if frames and step > 0 and (start is None or start >= 0):  # frame numbers without counting the file
+        total, numbers = None, [(start or 0) + k * step for k in range(len(frames))]
+    else:
+        total = len(read(slice(None)))
+        numbers = list(range(*selection.indices(total)))
+    names = {kind: _choose_key(path, frames, key, kind) for kind, key in (("energy", energy_key),
+                                                                          ("forces", forces_key))}
     out = []
-    for k, atoms in enumerate(frames):
+    for k, atoms in zip(numbers, frames):
         where = f"{path}[{k}]"
-        energy = _get_property(atoms, e_name, where, "energy") if e_name else None
-        forces = _get_property(atoms, f_name, where, "forces") if f_name else None
+        energy = _get_property(atoms, names["energy"], where, "energy", frames)
+        forces = _get_property(atoms, names["forces"], where, "forces", frames)
         s = Structure.from_atoms(atoms, source=where)
         s.positions = s.positions * l_factor
         s.cell = s.cell * l_factor
         s.energy = None if energy is None else float(energy) * e_factor
         s.forces = None if forces is None else np.asarray(forces, dtype=np.float64) * f_factor
         out.append(s)
-    return out
+    return out, total
 
 
 _STANDARD_NAMES = {"energy": ("energy", "Energy", "total_energy"), "forces": ("forces", "force", "Forces")}
+_KEY_OPTION = {"energy": "energy_key", "forces": "forces_key"}
 
 
 def _available(atoms, kind):
@@ -150,17 +186,18 @@ def _available(atoms, kind):
     return names
 
 
-def _choose_key(path, atoms, key, kind):
+def _choose_key(path, frames, key, kind):
+    """The property name of `kind` in these frames (all of them, not the first one)."""
     if key is None or str(key).lower() == "none":
         return None
-    available = _available(atoms, kind)
+    available = set().union(*(_available(atoms, kind) for atoms in frames))
     if key != AUTO:
         if key not in available:
-            raise DataError(f"{path}[0]: field {key!r} not found; {kind} candidates: {sorted(available)}")
+            raise DataError(f"{path}: field {key!r} not found; {kind} candidates: {sorted(available)}")
         return key
     found = [n for n in _STANDARD_NAMES[kind] if n in available]
     if len(found) > 1:
-        raise DataError(f"{path}: several {kind} fields {found}; choose one with {kind}_key")
+        raise DataError(f"{path}: several {kind} fields {found}; choose one with {_KEY_OPTION[kind]}")
     if not found:
         log.info("%s: no %s labels (looked for %s)", path, kind, list(_STANDARD_NAMES[kind]))
         return None
@@ -169,13 +206,17 @@ def _choose_key(path, atoms, key, kind):
     return found[0]
 
 
-def _get_property(atoms, name, where, kind):
+def _get_property(atoms, name, where, kind, frames):
+    if name is None:
+        return None
     results = getattr(atoms.calc, "results", {}) if atoms.calc is not None else {}
     if name in results:
         return results[name]
     source = atoms.info if kind == "energy" else atoms.arrays
     if name not in source:
-        raise DataError(f"{where}: field {name!r} missing")
+        having = sum(name in _available(a, kind) for a in frames)
+        raise DataError(f"{where}: field {name!r} missing, but {having} of the {len(frames)} frames have it; "
+                        f"label every frame, or set {_KEY_OPTION[kind]}: none to use no {kind}")
     value = source[name]
     if kind == "energy":
         try:
@@ -210,7 +251,7 @@ def _npz_key(path, data, kind, user_key=AUTO):
     return found[0]
 
 
-def _read_npz(path, energy_key, forces_key, energy_unit, force_unit, length_unit):
+def _read_npz(path, energy_key, forces_key, e_factor, f_factor, l_factor):
     try:
         data = np.load(path)
     except Exception as exc:
@@ -228,8 +269,6 @@ def _read_npz(path, energy_key, forces_key, energy_unit, force_unit, length_unit
         raise DataError(f"{path}: field {e_name!r}: {len(energies)} values for {m} structures")
     if forces is not None and forces.shape != positions.shape:
         raise DataError(f"{path}: field {f_name!r}: shape {forces.shape}, expected {positions.shape}")
-    e_factor, l_factor = energy_factor(energy_unit), length_factor(length_unit)
-    f_factor = force_factor(force_unit or f"{energy_unit}/{length_unit}")
     return [Structure(numbers.copy(), positions[k] * l_factor,
                       energy=None if energies is None else float(energies[k]) * e_factor,
                       forces=None if forces is None else forces[k] * f_factor,
@@ -238,7 +277,7 @@ def _read_npz(path, energy_key, forces_key, energy_unit, force_unit, length_unit
 
 # ---- ANI-1x / ANI-1ccx HDF5 -----------------------------------------------------------
 
-def _read_ani_h5(path, level, energy_unit, force_unit, length_unit):
+def _read_ani_h5(path, level, e_factor, f_factor, l_factor):
     """Groups (one per formula) with `coordinates` (M,N,3), `atomic_numbers` (N,),
     `<level>.energy` (M,) and optionally `<level>.forces` (M,N,3).
 
@@ -248,8 +287,6 @@ def _read_ani_h5(path, level, energy_unit, force_unit, length_unit):
     import h5py
     if not level:
         raise DataError(f"{path}: ANI HDF5 files hold several levels of theory; choose one with `level`")
-    e_factor, l_factor = energy_factor(energy_unit), length_factor(length_unit)
-    f_factor = force_factor(force_unit or f"{energy_unit}/{length_unit}")
     out, skipped, levels_seen = [], 0, set()
     try:
         handle = h5py.File(path, "r")
@@ -284,6 +321,8 @@ def _read_ani_h5(path, level, energy_unit, force_unit, length_unit):
                                      source=f"{where}[{k}]"))
     if not out and level not in levels_seen:
         raise DataError(f"{path}: level {level!r} not found; levels with energies: {sorted(levels_seen)}")
+    if not out:
+        raise DataError(f"{path}: no conformer has a {level!r} energy ({skipped} are NaN at that level)")
     if skipped:
         log.info("%s: skipped %d conformers without a %s energy (NaN)", path, skipped, level)
     return out
@@ -321,6 +360,8 @@ def energy_outliers(structures: Sequence[Structure], limit: float = 10.0) -> Lis
 def split_indices(n: int, n_train: int, n_valid: int, seed: int = 0, shuffle: bool = True):
     """Deterministic train/validation split of range(n)."""
     if n_train + n_valid > n:
-        raise ValueError(f"n_train + n_valid = {n_train + n_valid} exceeds the {n} structures available")
+        raise DataError(f"n_train + n_valid = {n_train + n_valid} exceeds the {n} structures available")
+    if n_train < 1:
+        raise DataError(f"n_valid = {n_valid} leaves no structures to train on (the selection has {n})")
     order = np.random.default_rng(seed).permutation(n) if shuffle else np.arange(n)
     return order[:n_train].tolist(), order[n_train:n_train + n_valid].tolist()

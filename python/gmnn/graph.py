@@ -63,7 +63,10 @@ def structure_graph(structure: Structure, model_numbers: Sequence[int], cutoff: 
         known = " ".join(chemical_symbols[z] for z in model_numbers)
         raise DataError(f"{structure.source}: field 'numbers': element(s) {unknown} unknown to the model "
                         f"(elements: {known})")
-    nl = neighbor_list(structure.positions, cutoff, structure.cell, structure.pbc)
+    try:
+        nl = neighbor_list(structure.positions, cutoff, structure.cell, structure.pbc)
+    except ValueError as exc:  # coincident atoms, a bad cell: name the structure
+        raise DataError(f"{structure.source}: {exc}") from None
     volume = abs(float(np.linalg.det(structure.cell))) if np.all(structure.pbc) else 0.0
     return StructureGraph(
         species=torch.from_numpy(species),
