@@ -13,7 +13,7 @@ mkdir -p "$out"
 step() { printf '\n\033[1m==> %s\033[0m\n' "$*"; }
 
 step "1/6 gmnn-train: pre-train on 80 rMD17 ethanol frames (PBE/def2-SVP energies and forces)"
-gmnn-train "$here/pretrain.yaml"
+gmnn-train "$here/pretrain.yaml" --overwrite  # a re-run of the demo replaces its runs
 
 step "2/6 gmnn-eval: PBE errors on the 20 held-out frames, parity plot"
 gmnn-eval "$out/pretrain/best.ckpt" "$dft" --energy-unit kcal/mol --index 80: \
@@ -21,7 +21,7 @@ gmnn-eval "$out/pretrain/best.ckpt" "$dft" --energy-unit kcal/mol --index 80: \
 python -c "from gmnn.plotting import training_curves; print('wrote', training_curves('$out/pretrain/metrics.csv', '$out/training_curves.png'))"
 
 step "3/6 gmnn-finetune: 50 CCSD(T)/cc-pVDZ energies, no forces, layer-wise learning rates"
-gmnn-finetune "$here/finetune.yaml" --from "$out/pretrain/best.ckpt"
+gmnn-finetune "$here/finetune.yaml" --from "$out/pretrain/best.ckpt" --overwrite
 
 step "4/6 gmnn-eval: pre-trained vs fine-tuned against 50 held-out CCSD(T) energies"
 echo "(the pre-trained model's error is mostly the ~70 eV between the energy zeros of PBE and CCSD(T),"

@@ -29,7 +29,10 @@ def _run(fn):
 def train_main(argv=None):
     p = argparse.ArgumentParser(prog="gmnn-train", description="Train a GM-NN potential from a YAML config.")
     p.add_argument("config", help="YAML config (see examples/ and README)")
-    p.add_argument("--resume", action="store_true", help="continue from <output_dir>/last.ckpt")
+    runs = p.add_mutually_exclusive_group()  # what to do with an output_dir that holds a run
+    runs.add_argument("--resume", action="store_true", help="continue from <output_dir>/last.ckpt")
+    runs.add_argument("--overwrite", action="store_true",
+                      help="replace the run in output_dir (deletes its checkpoints and metrics)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     args = p.parse_args(argv)
 
@@ -38,7 +41,8 @@ def train_main(argv=None):
         from .distributed import init_from_env
         from .training import train
         init_from_env()  # under torchrun: data-parallel training
-        train(load_config(args.config), resume=args.resume, show_progress=not args.no_progress)
+        train(load_config(args.config), resume=args.resume, show_progress=not args.no_progress,
+              overwrite=args.overwrite)
         return 0
     return _run(run)
 
@@ -100,11 +104,13 @@ def export_main(argv=None):
     p.add_argument("-o", "--output", required=True, help="model file to write, e.g. model.pt")
     p.add_argument("--dtype", choices=["float32", "float64"], default=None,
                    help="precision of the exported model (default: the checkpoint's)")
+    p.add_argument("--force", action="store_true",
+                   help="replace OUTPUT even if it is not a model file (it is never the checkpoint read)")
     args = p.parse_args(argv)
 
     def run():
         from .export import export_model, read_metadata
-        path = export_model(args.checkpoint, args.output, dtype=args.dtype)
+        path = export_model(args.checkpoint, args.output, dtype=args.dtype, force=args.force)
         meta = read_metadata(path)
         from ase.data import chemical_symbols
         elements = " ".join(chemical_symbols[int(z)] for z in meta["atomic_numbers"].split())
@@ -182,7 +188,10 @@ def finetune_main(argv=None):
     p.add_argument("--from", dest="pretrained", default=None, help="pre-trained checkpoint (.ckpt)")
     p.add_argument("--add-elements", action="store_true",
                    help="allow elements the pre-trained model does not know (new pair coefficients)")
-    p.add_argument("--resume", action="store_true", help="continue from <output_dir>/last.ckpt")
+    runs = p.add_mutually_exclusive_group()  # what to do with an output_dir that holds a run
+    runs.add_argument("--resume", action="store_true", help="continue from <output_dir>/last.ckpt")
+    runs.add_argument("--overwrite", action="store_true",
+                      help="replace the run in output_dir (deletes its checkpoints and metrics)")
     p.add_argument("--no-progress", action="store_true")
     args = p.parse_args(argv)
 
@@ -192,7 +201,7 @@ def finetune_main(argv=None):
         from .finetuning import finetune
         init_from_env()
         finetune(load_config(args.config), args.pretrained, args.add_elements, args.resume,
-                 show_progress=not args.no_progress)
+                 show_progress=not args.no_progress, overwrite=args.overwrite)
         return 0
     return _run(run)
 

@@ -1,6 +1,7 @@
 """The model file for LAMMPS (docs/model_file.md): one frozen TorchScript archive whose
 "extra files" carry the metadata, and the loader that reads it back in Python."""
 import copy
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, List, Optional
@@ -18,11 +19,23 @@ class ModelFileError(RuntimeError):
     pass
 
 
-def export_model(model, path, dtype: Optional[str] = None) -> Path:
-    """Script, freeze and save `model` (GMNN or checkpoint path) in `dtype` (default: its own)."""
-    if not isinstance(model, GMNN):
+def export_model(model, path, dtype: Optional[str] = None, force: bool = False) -> Path:
+    """Script, freeze and save `model` (GMNN or checkpoint path) in `dtype` (default: its own).
+    An existing `path` is replaced only if it is a model file (or `force`), never if it is the
+    checkpoint read."""
+    path = Path(path)
+    source = None if isinstance(model, GMNN) else Path(model)
+    if source is not None and is_model_file(source):
+        raise ModelFileError(f"{source} is an exported model file (gmnn-export output) already: LAMMPS, gmnn-eval "
+                             "and the ASE calculator use it as it is; to export it again (e.g. in another "
+                             "dtype), give the training checkpoint (.ckpt) it was exported from")
+    if source is not None and path.exists() and source.exists() and os.path.samefile(source, path):
+        raise ModelFileError(f"{path} is the same file as the checkpoint {source}; exporting would replace the "
+                             "checkpoint: choose another output, e.g. model.pt")
+    _check_replaceable(path, force)
+    if source is not None:
         from .checkpoint import load_model
-        model = load_model(model)
+        model = load_model(source)
     dtype = dtype or model.options.dtype
     if dtype not in DTYPES:
         raise ValueError(f"dtype must be float32 or float64, got {dtype!r}")
@@ -38,7 +51,6 @@ def export_model(model, path, dtype: Optional[str] = None) -> Path:
         "dtype": dtype,
         "units": "metal",
     }
-    path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp")
     extra = {f"gmnn/{k}": v for k, v in meta.items()}
@@ -51,6 +63,36 @@ def export_model(model, path, dtype: Optional[str] = None) -> Path:
         raise RuntimeError("TorchScript serialisation is not deterministic; cannot checksum the model file")
     tmp.replace(path)
     return path
+
+
+def _check_replaceable(path: Path, force: bool) -> None:
+    """Only a model file gmnn-export wrote is silently replaced: not a checkpoint, not notes."""
+    if force or not path.exists() or is_model_file(path):
+        return
+    what = "a training checkpoint" if _is_torch_archive(path) else "not a gmnn model file"
+    raise ModelFileError(f"{path} exists and is {what}; gmnn-export replaces only model files it wrote: "
+                         "choose another output, or pass --force to replace it")
+
+
+def is_model_file(path) -> bool:
+    """Whether `path` is a gmnn model file (by its structure: TorchScript with gmnn metadata);
+    read_metadata checks the rest."""
+    import zipfile
+    try:
+        with zipfile.ZipFile(path) as z:
+            names = z.namelist()
+    except Exception:
+        return False
+    return any(n.endswith("/extra/gmnn/format_version") for n in names) and any("/code/" in n for n in names)
+
+
+def _is_torch_archive(path: Path) -> bool:
+    import zipfile
+    try:
+        with zipfile.ZipFile(path) as z:
+            return any(n.endswith("/data.pkl") for n in z.namelist())
+    except Exception:
+        return False
 
 
 def content_checksum(path) -> str:

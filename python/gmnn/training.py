@@ -20,8 +20,8 @@ import torch
 from tqdm import tqdm
 
 from . import __version__
-from .checkpoint import load_checkpoint, save_checkpoint
-from . import distributed
+from .checkpoint import CheckpointError, load_checkpoint, model_differences, save_checkpoint
+from . import distributed, rundir
 from .config import Config, config_from_dict, config_to_dict
 from .data import DataError, energy_outliers, read_structures, split_indices
 from .evaluation import Predictions, error_metrics, format_table, predict_graphs, write_json
@@ -223,9 +223,17 @@ class Trainer:
 
     def resume(self, path=None) -> None:
         path = Path(path or self.out / "last.ckpt")
-        state = load_checkpoint(path)
+        state = load_checkpoint(path, purpose="resuming")
+        differences = model_differences(state["model"]["options"], self.model.options, where=path.name)
+        if differences:
+            raise CheckpointError(f"cannot resume from {path}, its model differs: {'; '.join(differences)}. "
+                                  "Restore these settings, or start a new run (--overwrite, or another output_dir)")
         self.model.load_state_dict(state["model"]["state_dict"])
-        self.optimizer.load_state_dict(state["optimizer"])
+        try:
+            self.optimizer.load_state_dict(state["optimizer"])
+        except ValueError as exc:
+            raise CheckpointError(f"cannot resume from {path}: its optimizer state does not fit this run's "
+                                  f"trained layers ({exc}); was finetune.freeze changed?") from None
         self.scheduler.load_state_dict(state["scheduler"])
         self.epoch, self.best_loss, self.best_epoch = state["epoch"], state["best_loss"], state["best_epoch"]
         _truncate_metrics(self.out / "metrics.csv", self.epoch)
@@ -276,7 +284,8 @@ class Trainer:
         self.main = distributed.is_main()  # only rank 0 writes files
         if self.main:
             check_output_dir(self.out, needed_bytes=3 * checkpoint_bytes(self.model) + 2**20)
-            write_json(self.out / "config.json", config_to_dict(self.config))
+            with rundir.naming(self.out / "config.json"):
+                write_json(self.out / "config.json", config_to_dict(self.config))
         previous = {s: signal.getsignal(s) for s in (signal.SIGTERM,)}
 
         def on_term(signum, frame):
@@ -321,11 +330,12 @@ class Trainer:
                 if t.patience and self.epoch - self.best_epoch >= t.patience:
                     log.info("early stopping at epoch %d (best %d)", self.epoch, self.best_epoch)
                     break
-        except (KeyboardInterrupt, _Interrupted):
+        except (KeyboardInterrupt, _Interrupted) as exc:
             bar.close()
-            print(f"interrupted after epoch {self.epoch}; last.ckpt holds it. "
-                  f"Continue with: gmnn-train <config> --resume")
-            raise SystemExit(130)
+            signum = signal.SIGTERM if isinstance(exc, _Interrupted) else signal.SIGINT
+            if self.main:  # the epoch last.ckpt holds, which self.epoch may have passed already
+                print(rundir.interrupted_message(self.out, signum))
+            raise SystemExit(128 + signum)  # 143 for SIGTERM, 130 for Ctrl-C, as the shell reports them
         finally:
             bar.close()
             for s, handler in previous.items():
@@ -347,7 +357,8 @@ class Trainer:
                 results[name] = error_metrics(predict_graphs(best, graphs, t.eval_batch_size, device=t.device))
         results["best_epoch"] = self.best_epoch
         if self.main:
-            write_json(self.out / "final_metrics.json", results)
+            with rundir.naming(self.out / "final_metrics.json"):
+                write_json(self.out / "final_metrics.json", results)
             print(format_table({k: v for k, v in results.items() if isinstance(v, dict)}))
         return results
 
@@ -370,7 +381,7 @@ class Trainer:
     def _append_metrics(self, train_loss: float, m: Dict[str, float], seconds: float) -> None:
         path = self.out / "metrics.csv"
         new = not path.exists()
-        with open(path, "a", newline="") as f:
+        with rundir.naming(path), open(path, "a", newline="") as f:
             w = csv.writer(f)
             if new:
                 w.writerow(METRIC_COLUMNS)
@@ -386,13 +397,16 @@ def _truncate_metrics(path: Path, epoch: int) -> None:
         rows = list(csv.reader(f))
     kept = [rows[0]] + [r for r in rows[1:] if r and int(r[0]) <= epoch]
     tmp = path.with_suffix(".tmp")
-    with open(tmp, "w", newline="") as f:
+    with rundir.naming(tmp), open(tmp, "w", newline="") as f:
         csv.writer(f).writerows(kept)
     os.replace(tmp, path)
 
 
-def train(config: Config, resume: bool = False, show_progress: bool = True) -> Dict:
-    trainer = Trainer(config, show_progress=show_progress)
-    if resume:
-        trainer.resume()
-    return trainer.run()
+def train(config: Config, resume: bool = False, show_progress: bool = True, overwrite: bool = False) -> Dict:
+    """Train into config.output_dir, which this run holds (rundir.claimed): `resume` continues
+    the run there, `overwrite` replaces it; a directory holding a run is refused otherwise."""
+    with rundir.claimed(config.output_dir, resume=resume, overwrite=overwrite):
+        trainer = Trainer(config, show_progress=show_progress)
+        if resume:
+            trainer.resume()
+        return trainer.run()
