@@ -3,7 +3,7 @@ on the new level of theory, then train with layer-wise (discriminative) learning
 optionally freezing layers; energy-only fine-tuning is `training.force_weight: 0`."""
 import copy
 import logging
-from typing import Dict, List, Sequence
+from typing import Dict, List, Optional, Sequence
 
 import torch
 
@@ -79,9 +79,15 @@ def check_config(config: Config, pretrained: GMNN) -> FinetuneConfig:
     return ft
 
 
-def finetuner(config: Config, pretrained: GMNN, add_elements: bool = False, show_progress: bool = True) -> Trainer:
+def finetuner(config: Config, pretrained: GMNN, add_elements: bool = False, show_progress: bool = True,
+              data: Optional[PreparedData] = None) -> Trainer:
+    """A Trainer that fine-tunes `pretrained` (modified in place: pass a copy to keep it) on the
+    config's data, or on `data` when given (graphs already built for this model)."""
     ft = check_config(config, pretrained)
-    model, data = prepare(config, pretrained, add_elements)
+    if data is None:
+        model, data = prepare(config, pretrained, add_elements)
+    else:
+        model = pretrained
     if ft.refit_shift:
         fit_scale_shift(model, data.train, scale=ft.refit_scale)
     lr = config.training.lr

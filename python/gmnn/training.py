@@ -22,8 +22,8 @@ from tqdm import tqdm
 from . import __version__
 from .checkpoint import CheckpointError, load_checkpoint, model_differences, save_checkpoint
 from . import distributed, rundir
-from .config import Config, config_from_dict, config_to_dict
-from .data import DataError, energy_outliers, read_structures, split_indices
+from .config import Config, ConfigError, config_from_dict, config_to_dict
+from .data import DataError, check_energy_outliers, energy_outliers, read_structures, split_indices
 from .evaluation import Predictions, error_metrics, format_table, predict_graphs, write_json
 from .graph import StructureGraph, build_graphs, collate
 from .model import GMNN, ModelOptions
@@ -105,7 +105,9 @@ class PreparedData:
     elements: List[int]
 
 
-def load_data(config: Config, elements: Optional[List[int]] = None) -> PreparedData:
+def load_data(config: Config, elements: Optional[List[int]] = None, cutoff: Optional[float] = None) -> PreparedData:
+    """Structures of the config's files as graphs; `elements` and `cutoff` default to the
+    config's (a fine-tune passes its pre-trained model's)."""
     d = config.data
     read = lambda path, index=":": read_structures(path, energy_key=d.energy_key, forces_key=d.forces_key,
                                                    energy_unit=d.energy_unit, force_unit=d.force_unit,
@@ -121,13 +123,15 @@ def load_data(config: Config, elements: Optional[List[int]] = None) -> PreparedD
         train_s, valid_s = [structures[k] for k in tr], [structures[k] for k in va]
     test_s = read(d.test_file) if d.test_file else []
     check_labels(train_s + valid_s, config)
+    check_energy_outliers(test_s, d.energy_outlier_limit, reference=train_s + valid_s)  # test_file's units
     if elements is None:
         if config.model.elements:
             from ase.data import atomic_numbers
             elements = sorted(atomic_numbers[s] for s in config.model.elements)
         else:
             elements = sorted({int(z) for s in train_s for z in s.numbers})
-    cutoff = config.model.cutoff
+    if cutoff is None:
+        cutoff = ModelOptions.from_config(config.model, elements).cutoff
     return PreparedData(build_graphs(train_s, elements, cutoff, progress=True),
                         build_graphs(valid_s, elements, cutoff, progress=True),
                         build_graphs(test_s, elements, cutoff, progress=True), elements)
@@ -196,15 +200,15 @@ class Trainer:
         torch.manual_seed(t.seed)
         if t.threads:
             torch.set_num_threads(t.threads)
-        self.data = data or load_data(config, None if model is None else model.atomic_numbers)
+        self.data = data or (load_data(config) if model is None
+                             else load_data(config, model.atomic_numbers, model.cutoff))
         if not self.data.train:
             raise ValueError("no training structures")
         if model is None:
-            m = config.model
-            model = GMNN(ModelOptions(self.data.elements, m.cutoff, m.n_radial, m.n_basis, m.r_min,
-                                      tuple(m.hidden), m.dtype))
+            model = GMNN(ModelOptions.from_config(config.model, self.data.elements))
             fit_scale_shift(model, self.data.train, scale=fit_scale)
         self.model = model.to(t.device)
+        config.model = model.options.to_config()  # config.json and checkpoints say what was trained
         groups = (param_groups_fn or (lambda mdl: param_groups(mdl, t.lr)))(self.model)
         self.optimizer = torch.optim.Adam(groups, lr=t.lr, amsgrad=(t.optimizer == "amsgrad"))
         steps_per_epoch = math.ceil(len(self.data.train) / t.batch_size)
@@ -274,7 +278,8 @@ class Trainer:
         t = self.config.training
         graphs = self.data.valid or self.data.train
         self.model.eval()
-        preds = predict_graphs(self.model, graphs, t.eval_batch_size, forces=True, device=t.device)
+        # energy-only training (force_weight 0) selects on energies: no force pass
+        preds = predict_graphs(self.model, graphs, t.eval_batch_size, forces=t.force_weight > 0, device=t.device)
         metrics = error_metrics(preds)
         metrics["loss"] = validation_loss(preds, t.energy_weight, t.force_weight)
         return metrics
@@ -405,6 +410,9 @@ def _truncate_metrics(path: Path, epoch: int) -> None:
 def train(config: Config, resume: bool = False, show_progress: bool = True, overwrite: bool = False) -> Dict:
     """Train into config.output_dir, which this run holds (rundir.claimed): `resume` continues
     the run there, `overwrite` replaces it; a directory holding a run is refused otherwise."""
+    if config.finetune is not None:
+        raise ConfigError("the config has a finetune: section, which gmnn-train would ignore (it trains from "
+                          "scratch); fine-tune with: gmnn-finetune CONFIG --from PRETRAINED.ckpt")
     with rundir.claimed(config.output_dir, resume=resume, overwrite=overwrite):
         trainer = Trainer(config, show_progress=show_progress)
         if resume:
