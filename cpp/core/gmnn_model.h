@@ -2,6 +2,7 @@
 //
 // The interface contract is docs/model_file.md. This header does not include torch, so the
 // LAMMPS pair style and the Python bindings compile quickly; only gmnn_model.cpp sees libtorch.
+// Forces and virials from the edge gradients: gmnn_geometry.h; element table: gmnn_elements.h.
 
 #ifndef GMNN_MODEL_H
 #define GMNN_MODEL_H
@@ -80,40 +81,6 @@ int configure_torch_threads(int fallback = 1);
 
 // Whether this libtorch can use CUDA and sees at least one GPU.
 bool cuda_available();
-
-// ---- torch-free helpers shared by the pair style and the Python bindings ----
-
-// F_i += g_e (i = centers[e]), F_j -= g_e (j = neighbors[e]); forces: [3 * n_atoms], added to.
-void accumulate_forces(const double *edge_gradients, const int64_t *centers,
-                       const int64_t *neighbors, int64_t n_edges, double *forces);
-
-// Virial (LAMMPS convention W = sum_i x_i (x) F_i): W_ab += -sum_e r_e,a g_e,b; virial: [9],
-// row-major 3x3, added to.
-void accumulate_virial(const double *edge_vectors, const double *edge_gradients, int64_t n_edges,
-                       double *virial);
-
-// Directed edges (both directions) of all pairs closer than `cutoff`, with periodic images.
-struct NeighborList {
-  std::vector<int64_t> centers;
-  std::vector<int64_t> neighbors;  // index of the original atom (images map back to it)
-  std::vector<double> vectors;     // [3 * n_edges], x_j + S.cell - x_i
-  std::vector<int32_t> shifts;     // [3 * n_edges], integer cell shift S of the neighbour
-  int64_t size() const { return static_cast<int64_t>(centers.size()); }
-};
-
-// positions: [3 * n] Cartesian (Å); cell: 9 values, rows are the lattice vectors, or nullptr
-// when no direction is periodic; pbc: three flags. Cells shorter than 2 x cutoff are fine (all
-// needed images are generated). Throws std::invalid_argument for a singular periodic cell.
-NeighborList build_neighbor_list(const double *positions, int64_t n, const double *cell,
-                                 const bool pbc[3], double cutoff);
-
-// Chemical symbol <-> atomic number (1..118). Returns -1 / "" when unknown.
-int atomic_number(const std::string &symbol);
-std::string chemical_symbol(int z);
-
-// Standard atomic weight of element z in g/mol (IUPAC 2016, as ase.data.atomic_masses); 0 when
-// z is unknown.
-double standard_atomic_mass(int z);
 
 }  // namespace gmnn
 

@@ -2,13 +2,15 @@
 //
 // Each step: build the directed edge list (i local, j local or ghost, |r_ij| < cutoff) from the
 // full neighbour list, evaluate the TorchScript model for the atomic energies of the local atoms,
-// take dE/d(r_ij) in one backward pass, and assemble
+// take dE/d(r_ij) in one backward pass, and assemble (gmnn::tally_edge_gradients)
 //   F_i += g_ij, F_j -= g_ij,   W_ab -= r_ij,a g_ij,b   (half to atom i, half to atom j per atom).
 // Forces on ghosts go back to their owners by LAMMPS' own reverse communication with
 // newton_pair on, and by this style's reverse communication with newton_pair off.
 
 #include "pair_gmnn.h"
 
+#include "gmnn_elements.h"
+#include "gmnn_geometry.h"
 #include "gmnn_model.h"
 
 #include "atom.h"
@@ -328,7 +330,10 @@ double PairGMNN::init_one(int i, int j)
   return cutoff_;
 }
 
-/* ---------------------------------------------------------------------- */
+/* ----------------------------------------------------------------------
+   One step, one pass per helper (as LAMMPS' pair_snap): neighbour list -> edges -> model ->
+   energies -> forces and virials.
+------------------------------------------------------------------------- */
 
 void PairGMNN::compute(int eflag, int vflag)
 {
@@ -338,17 +343,24 @@ void PairGMNN::compute(int eflag, int vflag)
   }
   ev_init(eflag, vflag);
 
-  double **x = atom->x;
-  double **f = atom->f;
-  const int *type = atom->type;
-  const int nlocal = atom->nlocal;
-  const int nall = nlocal + atom->nghost;
-  const bool newton = force->newton_pair != 0;
+  build_edges();
+  if (debug_) log_edges();
+  evaluate_model();
+  if (eflag_either) tally_energies();
+  tally_forces_and_virials();
+}
 
-  const int inum = list->inum;
-  const int *ilist = list->ilist;
-  const int *numneigh = list->numneigh;
-  int **firstneigh = list->firstneigh;
+/* ----------------------------------------------------------------------
+   The model's input: species_ of every atom (local and ghost) and the directed edges i -> j
+   (edge_vectors_ = x_j - x_i, centers_, neighbors_) for local i and |x_j - x_i| < cutoff, from
+   the full neighbour list. Atoms of NULL types are in no edge.
+------------------------------------------------------------------------- */
+
+void PairGMNN::build_edges()
+{
+  double **x = atom->x;
+  const int *type = atom->type;
+  const int nall = atom->nlocal + atom->nghost;
   const int *species_of = type_species_.data();
 
   species_.resize(nall);
@@ -357,6 +369,10 @@ void PairGMNN::compute(int eflag, int vflag)
     species_[a] = s >= 0 ? s : 0;    // NULL-type atoms are in no edge and their energy is dropped
   }
 
+  const int inum = list->inum;
+  const int *ilist = list->ilist;
+  const int *numneigh = list->numneigh;
+  int **firstneigh = list->firstneigh;
   edge_vectors_.clear();
   centers_.clear();
   neighbors_.clear();
@@ -384,22 +400,33 @@ void PairGMNN::compute(int eflag, int vflag)
       neighbors_.push_back(j);
     }
   }
+}
+
+void PairGMNN::log_edges()
+{
+  const int nlocal = atom->nlocal;
   const int64_t n_edges = static_cast<int64_t>(centers_.size());
+  utils::logmesg(lmp, "pair gmnn debug: rank {} step {}: {} local, {} ghost atoms, {} edges\n",
+                 comm->me, update->ntimestep, nlocal, atom->nghost, n_edges);
+  for (int64_t e = 0; e < n_edges; e++)
+    utils::logmesg(lmp, "  edge {} -> {} (tags {} {}) {:.10f} {:.10f} {:.10f}\n", centers_[e],
+                   neighbors_[e], atom->tag[centers_[e]], atom->tag[neighbors_[e]],
+                   edge_vectors_[3 * e], edge_vectors_[3 * e + 1], edge_vectors_[3 * e + 2]);
+}
 
-  if (debug_) {
-    utils::logmesg(lmp, "pair gmnn debug: rank {} step {}: {} local, {} ghost atoms, {} edges\n",
-                   comm->me, update->ntimestep, nlocal, nall - nlocal, n_edges);
-    for (int64_t e = 0; e < n_edges; e++)
-      utils::logmesg(lmp, "  edge {} -> {} (tags {} {}) {:.10f} {:.10f} {:.10f}\n", centers_[e],
-                     neighbors_[e], atom->tag[centers_[e]], atom->tag[neighbors_[e]],
-                     edge_vectors_[3 * e], edge_vectors_[3 * e + 1], edge_vectors_[3 * e + 2]);
-  }
+/* ----------------------------------------------------------------------
+   The atomic energies of the local atoms and dE/d(edge vectors), into result_; checked.
+------------------------------------------------------------------------- */
 
+void PairGMNN::evaluate_model()
+{
   gmnn::EvalResult &res = *result_;
+  const int nlocal = atom->nlocal;
+  const int64_t n_edges = static_cast<int64_t>(centers_.size());
   if (nlocal > 0) {
     try {
       model_->evaluate(edge_vectors_.data(), centers_.data(), neighbors_.data(), n_edges,
-                       species_.data(), nall, nlocal, true, res);
+                       species_.data(), static_cast<int64_t>(species_.size()), nlocal, true, res);
     } catch (const std::exception &e) {
       error->one(FLERR, "pair gmnn: {}", e.what());
     }
@@ -409,79 +436,66 @@ void PairGMNN::compute(int eflag, int vflag)
     res.edge_gradients.clear();
   }
   check_result(res, n_edges);
+}
 
-  if (eflag_either) {
-    for (int i = 0; i < nlocal; i++) {
-      if (species_of[type[i]] < 0) continue;
-      const double e = res.atomic_energies[i];
-      if (eflag_global) eng_vdwl += e;
-      if (eflag_atom) eatom[i] += e;
-    }
+void PairGMNN::tally_energies()
+{
+  const int *type = atom->type;
+  const double *energy = result_->atomic_energies.data();
+  for (int i = 0; i < atom->nlocal; i++) {
+    if (type_species_[type[i]] < 0) continue;
+    if (eflag_global) eng_vdwl += energy[i];
+    if (eflag_atom) eatom[i] += energy[i];
   }
+}
 
-  // forces and per-atom virial: straight into f/vatom (ghosts included) with newton on, which
-  // LAMMPS sums back to the owners; with newton off into a private buffer that this style
-  // reverse-communicates itself.
+/* ----------------------------------------------------------------------
+   Forces and virials from the edge gradients (gmnn::tally_edge_gradients). With newton_pair
+   on straight into f and vatom, ghosts included, which LAMMPS sums back to their owners; with
+   newton_pair off into accum_, which this style reverse-communicates itself.
+------------------------------------------------------------------------- */
+
+void PairGMNN::tally_forces_and_virials()
+{
+  const int nall = atom->nlocal + atom->nghost;
+  const bool newton = force->newton_pair != 0;
   const bool per_atom_virial = vflag_atom != 0;
-  accum_stride_ = per_atom_virial ? 9 : 3;
-  if (!newton) accum_.assign(static_cast<size_t>(nall) * accum_stride_, 0.0);
-  const double *g = res.edge_gradients.data();
-  const double *r = edge_vectors_.data();
-  for (int64_t e = 0; e < n_edges; e++) {
-    const int i = static_cast<int>(centers_[e]);
-    const int j = static_cast<int>(neighbors_[e]);
-    const double gx = g[3 * e], gy = g[3 * e + 1], gz = g[3 * e + 2];
-    const double rx = r[3 * e], ry = r[3 * e + 1], rz = r[3 * e + 2];
-    double v[6] = {0, 0, 0, 0, 0, 0};
-    if (vflag_either) {
-      v[0] = -rx * gx;
-      v[1] = -ry * gy;
-      v[2] = -rz * gz;
-      v[3] = -0.5 * (rx * gy + ry * gx);
-      v[4] = -0.5 * (rx * gz + rz * gx);
-      v[5] = -0.5 * (ry * gz + rz * gy);
-      if (vflag_global)
-        for (int k = 0; k < 6; k++) virial[k] += v[k];
+  gmnn::EdgeTally tally;
+  if (vflag_global) tally.virial = virial;
+  if (newton) {
+    if (nall > 0) {
+      tally.forces = &atom->f[0][0];
+      if (per_atom_virial) tally.atom_virial = &vatom[0][0];
     }
-    if (newton) {
-      f[i][0] += gx;
-      f[i][1] += gy;
-      f[i][2] += gz;
-      f[j][0] -= gx;
-      f[j][1] -= gy;
-      f[j][2] -= gz;
-      if (per_atom_virial)
-        for (int k = 0; k < 6; k++) {
-          vatom[i][k] += 0.5 * v[k];
-          vatom[j][k] += 0.5 * v[k];
-        }
-    } else {
-      double *ai = &accum_[static_cast<size_t>(i) * accum_stride_];
-      double *aj = &accum_[static_cast<size_t>(j) * accum_stride_];
-      ai[0] += gx;
-      ai[1] += gy;
-      ai[2] += gz;
-      aj[0] -= gx;
-      aj[1] -= gy;
-      aj[2] -= gz;
-      if (per_atom_virial)
-        for (int k = 0; k < 6; k++) {
-          ai[3 + k] += 0.5 * v[k];
-          aj[3 + k] += 0.5 * v[k];
-        }
+  } else {
+    accum_stride_ = per_atom_virial ? 9 : 3;   // per atom: 3 force [+ 6 virial] components
+    accum_.assign(static_cast<size_t>(nall) * accum_stride_, 0.0);
+    tally.forces = accum_.data();
+    tally.force_stride = accum_stride_;
+    if (per_atom_virial) {
+      tally.atom_virial = accum_.data() + 3;
+      tally.atom_virial_stride = accum_stride_;
     }
   }
+  gmnn::tally_edge_gradients(edge_vectors_.data(), result_->edge_gradients.data(), centers_.data(),
+                             neighbors_.data(), static_cast<int64_t>(centers_.size()), tally);
+  if (!newton) add_ghost_contributions();
+}
 
-  if (!newton) {
-    comm->reverse_comm(this);
-    for (int i = 0; i < nlocal; i++) {
-      const double *ai = &accum_[static_cast<size_t>(i) * accum_stride_];
-      f[i][0] += ai[0];
-      f[i][1] += ai[1];
-      f[i][2] += ai[2];
-      if (per_atom_virial)
-        for (int k = 0; k < 6; k++) vatom[i][k] += ai[3 + k];
-    }
+// newton_pair off: sums accum_ of the ghosts into their owners (pack/unpack_reverse_comm), then
+// adds it to f and vatom of the local atoms.
+void PairGMNN::add_ghost_contributions()
+{
+  comm->reverse_comm(this);
+  double **f = atom->f;
+  const bool per_atom_virial = accum_stride_ == 9;
+  for (int i = 0; i < atom->nlocal; i++) {
+    const double *ai = &accum_[static_cast<size_t>(i) * accum_stride_];
+    f[i][0] += ai[0];
+    f[i][1] += ai[1];
+    f[i][2] += ai[2];
+    if (per_atom_virial)
+      for (int k = 0; k < 6; k++) vatom[i][k] += ai[3 + k];
   }
 }
 

@@ -41,6 +41,14 @@ class PairGMNN : public Pair {
   double memory_usage() override;
 
  protected:
+  // compute() in steps, one pass each
+  void build_edges();
+  void log_edges();
+  void evaluate_model();
+  void tally_energies();
+  void tally_forces_and_virials();
+  void add_ghost_contributions();
+
   void allocate();
   void load_model(const std::string &path);
   void check_result(const gmnn::EvalResult &res, int64_t n_edges);

@@ -1,7 +1,10 @@
 // native_module.cpp -- gmnn._native: the C++ evaluator used by the LAMMPS pair style, exposed to
 // Python so that C++ and Python results can be compared without LAMMPS.
 
+#include "gmnn_elements.h"
+#include "gmnn_geometry.h"
 #include "gmnn_model.h"
+#include "neighbor_list.h"
 
 #include <pybind11/numpy.h>
 #include <pybind11/pybind11.h>
@@ -78,9 +81,11 @@ py::dict compute(gmnn::Model &model, const F64Array &positions, const I64Array &
     nl = neighbors_of(g, model.cutoff());
     model.evaluate(nl.vectors.data(), nl.centers.data(), nl.neighbors.data(), nl.size(),
                    species.data(), g.n, g.n, true, res);
-    gmnn::accumulate_forces(res.edge_gradients.data(), nl.centers.data(), nl.neighbors.data(),
-                            nl.size(), forces.data());
-    gmnn::accumulate_virial(nl.vectors.data(), res.edge_gradients.data(), nl.size(), w.data());
+    gmnn::EdgeTally tally;
+    tally.forces = forces.data();
+    tally.virial_3x3 = w.data();
+    gmnn::tally_edge_gradients(nl.vectors.data(), res.edge_gradients.data(), nl.centers.data(),
+                               nl.neighbors.data(), nl.size(), tally);
   }
 
   py::array_t<double> f({g.n, static_cast<int64_t>(3)});
