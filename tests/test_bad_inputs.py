@@ -3,6 +3,7 @@ that do not fit the config, and a full disk. Each case gives a named error or a 
 import errno
 import itertools
 import logging
+import re
 import shutil
 import subprocess
 import sys
@@ -291,3 +292,207 @@ def test_disk_full_during_training_keeps_the_last_checkpoint(tmp_path, monkeypat
     run = tmp_path / "run"
     assert checkpoint.load_checkpoint(run / "last.ckpt")["epoch"] == 1
     assert not list(run.glob(".*.tmp"))
+
+
+# ---- configs and command lines: one line `error: ...`, exit status 2 ---------------------------
+
+def one_line_error(code, err):
+    """The message of a user error as the CLI prints it: exit status 2, one line `error: ...`."""
+    lines = err.strip().splitlines()
+    assert code == 2 and len(lines) == 1 and lines[0].startswith("error: "), f"exit status {code}, stderr:\n{err}"
+    return lines[0]
+
+
+def run_train(tmp_path, capsys, data=None, model=None, training=None):
+    """gmnn-train in-process on 3 (+1 validation) rMD17 ethanol frames with a tiny model."""
+    import yaml
+    from gmnn.cli import train_main
+    config = {"output_dir": str(tmp_path / "run"),
+              "data": {"train_file": str(ETHANOL), "train_index": "0:3", "valid_file": str(ETHANOL),
+                       "valid_index": "90:91", "energy_unit": "kcal/mol", **(data or {})},
+              "model": {"hidden": [8], **(model or {})},
+              "training": {"epochs": 1, "batch_size": 2, "threads": 1, **(training or {})}}
+    path = tmp_path / "config.yaml"
+    path.write_text(yaml.safe_dump(config))
+    try:
+        code = train_main([str(path), "--no-progress"])
+    finally:
+        torch.set_num_threads(1)
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+@pytest.mark.parametrize("section, values, message", [
+    ("training", {"patience": -1}, r"training.patience must be >= 1, got -1 \(or null"),
+    ("training", {"threads": 0}, r"training.threads must be between 1 and 1024, got 0"),
+    ("data", {"energy_outlier_limit": "nan"}, r"'data.energy_outlier_limit': expected a finite number, got 'nan'"),
+    ("data", {"energy_outlier_limit": 0.0}, r"data.energy_outlier_limit must be positive"),
+    ("model", {"cutoff": float("inf")}, r"'model.cutoff': expected a finite number, got inf"),
+    ("model", {"hidden": [0]}, r"model.hidden widths must be between 1 and 16384, got \[0\]"),
+    ("model", {"hidden": [100000]}, r"model.hidden widths must be between 1 and 16384"),
+    ("model", {"hidden": [16384] * 2}, r"2.74e\+08 parameters, more than 1e\+08"),
+    ("data", {"energy_unit": "kcal"}, r"unknown energy unit 'kcal'; known: eV, meV, kcal/mol, kJ/mol, Hartree"),
+    ("model", {"elements": ["Qq"]}, r"model.elements has unknown element symbol\(s\) \['Qq'\]"),
+    ("training", {"seed": -1}, r"training.seed must be between 0 and 4294967295"),
+    ("training", {"lr": 10**400}, r"'training.lr': expected a finite number"),
+    ("data", {"train_index": "::0"}, r"data.train_index is not a frame selection: bad index '::0': the step"),
+])
+def test_bad_config_values_are_one_line_errors(tmp_path, capsys, section, values, message):
+    """Each used to be accepted (patience -1, threads 0, a NaN outlier limit) or to end in a
+    traceback (an infinite cutoff in vesin, a zero-width layer, an unknown unit or element)."""
+    code, out, err = run_train(tmp_path, capsys, **{section: values})
+    line = one_line_error(code, err)
+    assert re.search(message, line), line
+    assert not (tmp_path / "run").exists()  # refused before anything was written
+
+
+def test_cuda_device_without_cuda_is_one_line(tmp_path, capsys, monkeypatch):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    line = one_line_error(*run_train(tmp_path, capsys, training={"device": "cuda"})[::2])
+    assert "training.device is 'cuda', but CUDA is not available here (torch.cuda.is_available() is False" in line
+
+
+def test_every_config_field_has_a_rule():
+    from gmnn.config import RULES, field_names
+    assert sorted(field_names()) == sorted(RULES)
+
+
+def test_first_frame_without_energy_stops_training_with_a_true_message(tmp_path, capsys):
+    """It used to end in a traceback saying "no structure has an energy label", untrue: only
+    frame 0 lacked one."""
+    lines = ETHANOL.read_text().splitlines()
+    head = lines[1].split(" energy=")[0]
+    p = tmp_path / "first_without_energy.xyz"
+    p.write_text("\n".join(lines[:1] + [head] + lines[2:33]) + "\n")
+    line = one_line_error(*run_train(tmp_path, capsys, data={"train_file": str(p), "train_index": ":"})[::2])
+    assert re.search(r"first_without_energy.xyz\[0\]: field 'energy' missing, but 2 of the 3 frames have it", line), line
+
+
+def test_empty_train_index_selection_says_so(tmp_path, capsys):
+    """"200:" on a 100-frame file used to be blamed on "unknown elements" or missing labels."""
+    line = one_line_error(*run_train(tmp_path, capsys, data={"train_index": "200:"})[::2])
+    assert "rmd17_ethanol_100.xyz: index '200:' selects no structures (the file has 100)" in line
+
+
+def write_in_ev(path, frames):
+    import ase.io
+    atoms = [Atoms(s.numbers, s.positions, info={"energy": s.energy}) for s in frames]
+    for a, s in zip(atoms, frames):
+        a.arrays["forces"] = s.forces
+    ase.io.write(path, atoms, format="extxyz")
+    return path
+
+
+def test_test_file_in_other_units_is_caught(tmp_path, capsys, ethanol_structures):
+    """data.energy_unit (kcal/mol) applies to every file; a test_file written in eV was read as
+    kcal/mol and its errors of ~1e8 meV printed as results. Now it is checked with train + valid."""
+    test = write_in_ev(tmp_path / "test_in_ev.xyz", ethanol_structures[95:])
+    line = one_line_error(*run_train(tmp_path, capsys, data={"test_file": str(test)})[::2])
+    assert re.search(r"5 structure\(s\) lie more than 10.0 eV/atom.*test_in_ev.xyz\[\d\].*Mixed energy units", line), line
+    code, out, err = run_train(tmp_path, capsys, data={"test_file": str(ETHANOL), "energy_outlier_limit": None})
+    assert code == 0 and "test " in out, err
+
+
+# ---- gmnn-eval -----------------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def ethanol_model_file(tmp_path_factory):
+    """A small untrained model whose energy shifts are fitted to rMD17 ethanol (in eV)."""
+    from gmnn import build_model, export_model
+    from gmnn.graph import build_graphs
+    from gmnn.scale_shift import fit_scale_shift
+    structures = read_structures(ETHANOL, energy_unit="kcal/mol", index="0:20")
+    model = build_model(["H", "C", "O"], hidden=(8,), dtype="float64")
+    fit_scale_shift(model, build_graphs(structures, model.atomic_numbers, model.cutoff))
+    return export_model(model.eval(), tmp_path_factory.mktemp("eval") / "ethanol.pt")
+
+
+def run_eval(capsys, *argv):
+    from gmnn.cli import eval_main
+    code = eval_main([str(a) for a in argv])
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_eval_of_kcal_per_mol_data_without_energy_unit_names_the_option(tmp_path, capsys, ethanol_model_file):
+    """rMD17 is in kcal/mol; read as eV, the errors were printed as results (1e8 meV). The model's
+    own predictions are thousands of eV/atom away from every reference: an error naming
+    --energy-unit."""
+    json_path = tmp_path / "e.json"
+    line = one_line_error(*run_eval(capsys, ethanol_model_file, ETHANOL, "--index", "0:10", "--json", json_path)[::2])
+    assert re.search(r"rmd17_ethanol_100.xyz: the model's energies differ from the reference by more than "
+                     r"10.0 eV/atom for 10 of the 10 structures \(median [0-9.e+]+ eV/atom\).*--energy-unit", line), line
+    assert not json_path.exists()
+    code, out, err = run_eval(capsys, ethanol_model_file, ETHANOL, "--index", "0:10", "--energy-unit", "kcal/mol",
+                              "--json", json_path)
+    assert code == 0 and "rmd17_ethanol_100.xyz" in out, err
+
+
+def test_eval_of_a_file_with_mixed_units_names_the_frames(tmp_path, capsys, ethanol_model_file, ethanol_structures):
+    import ase.io
+    p = tmp_path / "mixed.xyz"
+    atoms = [Atoms(s.numbers, s.positions, info={"energy": s.energy * (1 / 0.0433641043 if k in (2, 7) else 1.0)})
+             for k, s in enumerate(ethanol_structures[:20])]
+    ase.io.write(p, atoms, format="extxyz")
+    line = one_line_error(*run_eval(capsys, ethanol_model_file, p, "--json", tmp_path / "e.json")[::2])
+    assert re.search(r"2 structure\(s\) lie more than 10.0 eV/atom .*mixed.xyz\[(2|7)\].*--energy-outlier-limit none", line), line
+    code, out, err = run_eval(capsys, ethanol_model_file, p, "--energy-outlier-limit", "none", "--json", tmp_path / "e.json")
+    assert code == 0, err
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--batch-size", "0"], r"--batch-size must be >= 1, got 0"),
+    (["--energy-unit", "kcal"], r"unknown energy unit 'kcal'; known: eV"),
+    (["--index", "5:5"], r"index '5:5' selects no structures"),
+    (["--energy-outlier-limit", "-1"], r"--energy-outlier-limit must be a positive number of eV/atom or 'none'"),
+])
+def test_bad_eval_options_are_one_line_errors(tmp_path, capsys, ethanol_model_file, argv, message):
+    line = one_line_error(*run_eval(capsys, ethanol_model_file, ETHANOL, "--energy-unit", "kcal/mol", *argv,
+                                    "--json", tmp_path / "e.json")[::2])
+    assert re.search(message, line), line
+
+
+def test_eval_of_missing_files_is_one_line(tmp_path, capsys, ethanol_model_file):
+    line = one_line_error(*run_eval(capsys, ethanol_model_file, tmp_path / "nope.xyz", "--json", tmp_path / "e.json")[::2])
+    assert "nope.xyz: file not found" in line
+    line = one_line_error(*run_eval(capsys, tmp_path / "nope.pt", ETHANOL, "--json", tmp_path / "e.json")[::2])
+    assert "nope.pt" in line and "not found" in line
+
+
+def test_eval_table_columns_never_run_together():
+    """Numbers wider than a column (1.2e8 meV) used to touch their neighbours: "392865229.74792865229.815"."""
+    from gmnn.evaluation import format_table
+    metrics = {"energy_mae": 123456.789, "energy_rmse": 392865.22974, "energy_per_atom_mae": 10318.358861,
+               "energy_per_atom_rmse": 10318.358868, "forces_mae": 17.01172, "forces_rmse": 23.89306}
+    table = format_table({"a_rather_long_file_name.xyz": {"n_structures": 1234567, **metrics}, "b.xyz": {
+        "n_structures": 3, **{k: float("nan") for k in metrics}}})
+    head, units, first, second = table.splitlines()
+    assert head.split() == ["set", "N", "E", "MAE", "E", "RMSE", "E/atom", "MAE", "E/atom", "RMSE", "F", "MAE", "F", "RMSE"]
+    cells = first.split()
+    assert cells[:2] == ["a_rather_long_file_name.xyz", "1234567"]
+    np.testing.assert_allclose([float(c) for c in cells[2:]], [1000 * metrics[k] for k in metrics], rtol=1e-6)
+    assert second.split()[1:] == ["3"] + ["nan"] * 6
+    # right-aligned columns: header, units and every row end each column at the same character
+    ends = lambda line: [m.end() for m in re.finditer(r"\S+", line)]
+    assert ends(first)[1:] == ends(second)[1:] == [ends(head)[1]] + ends(head)[3::2]
+    assert ends(units) == ends(first)[2:]
+
+
+# ---- gmnn-sample ---------------------------------------------------------------------------
+
+@pytest.mark.parametrize("option, value, message", [
+    ("--temperature", "-100", r"--temperature must be a positive number of K, got -100.0"),
+    ("--temperature", "nan", r"--temperature must be a positive number of K, got nan"),
+    ("--timestep", "0", r"--timestep must be a positive number of fs, got 0.0"),
+    ("--friction", "-0.01", r"--friction must be a positive number of 1/fs, got -0.01"),
+    ("--samples", "0", r"--samples must be >= 1, got 0"),
+    ("--stride", "-5", r"--stride must be >= 1, got -5"),
+    ("--equilibration", "-1", r"--equilibration must be >= 0, got -1"),
+    ("--seed", "-1", r"--seed must be >= 0, got -1"),
+])
+def test_bad_sample_options_are_one_line_errors(tmp_path, capsys, option, value, message):
+    from gmnn.cli import sample_main
+    code = sample_main([str(ETHANOL), "-o", str(tmp_path / "out.xyz"), option, value])
+    line = one_line_error(code, capsys.readouterr().err)
+    assert re.search(message, line), line
+    assert not (tmp_path / "out.xyz").exists()

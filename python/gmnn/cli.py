@@ -59,25 +59,35 @@ def eval_main(argv=None):
     p.add_argument("--level", default=None, help="level of theory (ANI HDF5)")
     p.add_argument("--index", default=":", help="ASE index of frames to read, e.g. '80:'")
     p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument("--energy-outlier-limit", default="10", metavar="EV_PER_ATOM",
+                   help="refuse a file whose energies lie further than this from a per-element fit, or from "
+                        "the model's for most structures (other units or level of theory?); 'none': no check")
     p.add_argument("--json", default="eval_metrics.json", help="where to write the metrics")
     p.add_argument("--plot", nargs="?", const="parity", default=None,
                    help="write parity plots <PREFIX>_<file>.png (default prefix: parity)")
     args = p.parse_args(argv)
 
     def run():
-        from .data import read_structures
-        from .evaluation import evaluate, format_table, write_json
+        from .config import at_least, check_option
+        from .data import check_energy_outliers, read_structures
+        from .evaluation import check_energies_against_model, evaluate, format_table, write_json
         from .export import as_loaded_model
         from .graph import build_graphs
         from .plotting import parity_plot
+        check_option("--batch-size", args.batch_size, at_least(1))
+        limit = _outlier_limit(args.energy_outlier_limit)
         model = _evaluable(as_loaded_model(args.model))
         results = {}
         for path in args.data:
             structures = read_structures(path, energy_key=args.energy_key, forces_key=args.forces_key,
                                          energy_unit=args.energy_unit, force_unit=args.force_unit,
                                          length_unit=args.length_unit, level=args.level, index=args.index)
+            check_energy_outliers(structures, limit, remedy="give the file's unit with --energy-unit, or "
+                                  "--energy-outlier-limit none to evaluate anyway")
             graphs = build_graphs(structures, model.atomic_numbers, model.cutoff, progress=True)
             metrics, preds = evaluate(model, graphs, args.batch_size)
+            check_energies_against_model(path, preds, limit, read_as=args.energy_unit or "the format's default unit: "
+                                         "eV for extxyz/ASE, kcal/mol for .npz, Hartree for ANI .h5")
             results[Path(path).name] = metrics
             if args.plot:
                 out = parity_plot(preds, f"{args.plot}_{Path(path).stem}.png", title=Path(path).name)
@@ -87,6 +97,21 @@ def eval_main(argv=None):
         print(f"wrote {args.json}")
         return 0
     return _run(run)
+
+
+def _outlier_limit(text: str):
+    """--energy-outlier-limit: a positive number of eV/atom, or 'none' (no check)."""
+    import math
+    from .config import ConfigError
+    if text.strip().lower() == "none":
+        return None
+    try:
+        value = float(text)
+    except ValueError:
+        value = float("nan")
+    if not (math.isfinite(value) and value > 0):
+        raise ConfigError(f"--energy-outlier-limit must be a positive number of eV/atom or 'none', got {text!r}")
+    return value
 
 
 def _evaluable(loaded):
@@ -173,7 +198,17 @@ def sample_main(argv=None):
     args = p.parse_args(argv)
 
     def run():
+        from .config import at_least, check_option, positive_number
+        from .data import read_structures
         from .sampling import sample_md
+        for option, value, rule in (("--temperature", args.temperature, positive_number("K")),
+                                    ("--timestep", args.timestep, positive_number("fs")),
+                                    ("--friction", args.friction, positive_number("1/fs")),
+                                    ("--samples", args.samples, at_least(1)), ("--stride", args.stride, at_least(1)),
+                                    ("--equilibration", args.equilibration, at_least(0)),
+                                    ("--seed", args.seed, at_least(0))):
+            check_option(option, value, rule)
+        read_structures(args.input, energy_key="none", forces_key="none", index="0")  # a clear error for a bad start
         n = sample_md(args.input, args.output, args.calculator, args.temperature, args.timestep, args.friction,
                       args.samples, args.stride, args.equilibration, args.seed)
         print(f"wrote {n} configurations to {args.output}")

@@ -1,10 +1,13 @@
 """Typed run configuration read from YAML.
 
 Every field is documented here, defaults live here only, an unknown key is an error that
-suggests the closest valid key, and values are type-checked.
+suggests the closest valid key, values are type-checked, and every field has a rule in RULES
+(ranges, finite numbers, known names) that `Config.validate` applies.
 """
 import dataclasses
 import difflib
+import math
+import re
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -88,26 +91,226 @@ class Config:
     finetune: Optional[FinetuneConfig] = None  # only gmnn-finetune reads it; gmnn-train refuses it
 
     def validate(self) -> "Config":
+        """Every field against its rule in RULES, then the rules that tie fields together."""
+        for name, value in _fields(self):
+            problem = None if value is None else RULES[name](value)
+            if problem:
+                raise ConfigError(f"{name} {problem}")
         t = self.training
-        checks = [
-            (t.epochs >= 1, f"training.epochs must be >= 1, got {t.epochs}"),
-            (t.batch_size >= 1, f"training.batch_size must be >= 1, got {t.batch_size}"),
-            (t.lr > 0, f"training.lr must be positive, got {t.lr}"),
-            (0 < t.lr_final_factor <= 1, f"training.lr_final_factor must be in (0, 1], got {t.lr_final_factor}"),
-            (t.decay in ("linear", "exponential"), f"training.decay must be 'linear' or 'exponential', got {t.decay!r}"),
-            (t.optimizer in ("adam", "amsgrad"), f"training.optimizer must be 'adam' or 'amsgrad', got {t.optimizer!r}"),
-            (t.energy_weight >= 0 and t.force_weight >= 0, "training.energy_weight and force_weight must be >= 0"),
-            (t.energy_weight + t.force_weight > 0, "training.energy_weight and force_weight cannot both be 0"),
-            (self.model.dtype in (None, "float32", "float64"), f"model.dtype must be float32 or float64, got {self.model.dtype!r}"),
-            (bool(self.data.train_file), "data.train_file is required"),
-            (self.data.n_valid >= 0, f"data.n_valid must be >= 0, got {self.data.n_valid}"),
-            (self.finetune is None or self.finetune.layer_lr_factor >= 1.0,
-             f"finetune.layer_lr_factor must be >= 1, got {self.finetune and self.finetune.layer_lr_factor}"),
-        ]
-        for ok, message in checks:
-            if not ok:
-                raise ConfigError(message)
+        if t.energy_weight + t.force_weight == 0:
+            raise ConfigError("training.energy_weight and force_weight cannot both be 0")
+        problem = _model_problem(self.model)
+        if problem:
+            raise ConfigError(problem)
         return self
+
+
+def _fields(config, prefix=""):
+    """(dotted name, value) of every field of `config` and its sections; a section that is not
+    given (finetune: null) has no fields."""
+    hints = typing.get_type_hints(type(config))
+    for f in dataclasses.fields(config):
+        value = getattr(config, f.name)
+        if any(dataclasses.is_dataclass(h) for h in (hints[f.name], *typing.get_args(hints[f.name]))):
+            if value is not None:
+                yield from _fields(value, f"{prefix}{f.name}.")
+        else:
+            yield prefix + f.name, value
+
+
+def field_names(cls=None, prefix=""):
+    """Dotted names of all fields of the config schema (what RULES must cover)."""
+    cls = cls or Config
+    hints = typing.get_type_hints(cls)
+    for f in dataclasses.fields(cls):
+        section = next((h for h in (hints[f.name], *typing.get_args(hints[f.name])) if dataclasses.is_dataclass(h)), None)
+        if section is not None:
+            yield from field_names(section, f"{prefix}{f.name}.")
+        else:
+            yield prefix + f.name
+
+
+def _shown(value, limit=60) -> str:
+    """repr of a value for a one-line message, shortened."""
+    text = repr(value)
+    return text if len(text) <= limit else text[:limit - 3] + "..."
+
+
+# ---- one rule per field ------------------------------------------------------------------
+# A rule gets a type-checked value (never None: a null Optional field means "not given") and
+# returns None, or what is wrong, which follows the key's name in the error message.
+
+def at_least(lo, unit=""):
+    return lambda v: None if v >= lo else f"must be >= {lo}{unit}, got {_shown(v)}"
+
+
+def _between(lo, hi, unit=""):
+    return lambda v: None if lo <= v <= hi else f"must be between {lo} and {hi}{unit}, got {_shown(v)}"
+
+
+def _positive(v):
+    return None if v > 0 else f"must be positive, got {_shown(v)}"
+
+
+def positive_number(unit):
+    """For command-line floats, which argparse lets be nan and inf."""
+    return lambda v: None if math.isfinite(v) and v > 0 else f"must be a positive number of {unit}, got {_shown(v)}"
+
+
+def check_option(option: str, value, rule) -> None:
+    """A command-line option against a rule of this module: a ConfigError `--option must ...`."""
+    problem = rule(value)
+    if problem:
+        raise ConfigError(f"{option} {problem}")
+
+
+def _positive_at_most(hi, unit, why):
+    return lambda v: _positive(v) or (None if v <= hi else f"must be at most {hi}{unit} ({why}), got {_shown(v)}")
+
+
+def _one_of(*names):
+    return lambda v: None if v in names else f"must be one of {', '.join(map(repr, names))}, got {_shown(v)}"
+
+
+def _text(v):
+    return None if v.strip() else f"must not be empty, got {_shown(v)}"
+
+
+def _any_bool(v):
+    return None
+
+
+def _index(v):
+    from .data import DataError, parse_index
+    try:
+        parse_index(v)
+    except DataError as exc:
+        return f"is not a frame selection: {exc}"
+    return None
+
+
+def _unit(kind):
+    def rule(v):
+        from .units import energy_factor, force_factor, length_factor
+        try:
+            {"energy": energy_factor, "force": force_factor, "length": length_factor}[kind](v)
+        except ValueError as exc:
+            return f"is not a unit: {exc}"
+        return None
+    return rule
+
+
+def _elements(symbols):
+    from ase.data import chemical_symbols
+    if not symbols:
+        return "must list at least one element (or be left out: the elements of the training data)"
+    unknown = [s for s in symbols if s not in chemical_symbols[1:119]]
+    if unknown:
+        return f"has unknown element symbol(s) {_shown(unknown)} (symbols are written like H, C, O, Cl)"
+    if len(set(symbols)) != len(symbols):
+        return f"lists an element twice, got {_shown(symbols)}"
+    return None
+
+
+MAX_WIDTH, MAX_LAYERS = 16384, 16
+
+
+def _hidden(widths):
+    if len(widths) > MAX_LAYERS:
+        return f"must have at most {MAX_LAYERS} hidden layers, got {len(widths)}"
+    bad = [w for w in widths if not 1 <= w <= MAX_WIDTH]
+    return f"widths must be between 1 and {MAX_WIDTH}, got {_shown(widths)}" if bad else None
+
+
+def _freeze(names):
+    bad = [n for n in names if not re.fullmatch(r"descriptor|dense\d+", n)]
+    if bad:
+        return f"names layers 'descriptor', 'dense0', 'dense1', ...; got {_shown(bad)}"
+    return None if len(set(names)) == len(names) else f"names a layer twice, got {_shown(names)}"
+
+
+def _device(v):
+    match = re.fullmatch(r"(cpu|cuda|mps)(:(\d+))?", v)
+    if not match:
+        return f"must be 'cpu', 'cuda', 'cuda:N' or 'mps', got {_shown(v)}"
+    import torch
+    kind, number = match.group(1), match.group(3)
+    if kind == "cuda":
+        if not torch.cuda.is_available():
+            return (f"is {v!r}, but CUDA is not available here (torch.cuda.is_available() is False: no GPU, "
+                    "or a torch built without CUDA); use device: cpu")
+        if number is not None and int(number) >= torch.cuda.device_count():
+            return f"is {v!r}, but this machine has {torch.cuda.device_count()} CUDA device(s)"
+    if kind == "mps" and not torch.backends.mps.is_available():
+        return f"is {v!r}, but MPS (Apple GPU) is not available here; use device: cpu"
+    return None
+
+
+SEED_LIMIT = 2**32 - 1
+MAX_CUTOFF = 50.0     # Angstrom: beyond any short-range potential; periodic neighbour lists grow as r_c^3
+MAX_PARAMETERS = 10**8  # 0.4 GB in float32, three times that with the optimizer's moments
+
+RULES = {
+    "output_dir": _text,
+    "data.train_file": lambda v: None if v.strip() else "is required (the structures to train on)",
+    "data.train_index": _index,
+    "data.valid_file": _text,
+    "data.valid_index": _index,
+    "data.test_file": _text,
+    "data.energy_key": _text,
+    "data.forces_key": _text,
+    "data.energy_unit": _unit("energy"),
+    "data.force_unit": _unit("force"),
+    "data.length_unit": _unit("length"),
+    "data.level": _text,
+    "data.n_train": at_least(1),
+    "data.n_valid": at_least(0),
+    "data.split_seed": _between(0, SEED_LIMIT),
+    "data.shuffle_split": _any_bool,
+    "data.energy_outlier_limit": lambda v: _positive(v) and f"{_positive(v)} (eV/atom; null turns the check off)",
+    "model.elements": _elements,
+    "model.cutoff": _positive_at_most(MAX_CUTOFF, " A", "beyond any short-range potential"),
+    "model.n_radial": _between(1, 32),
+    "model.n_basis": _between(1, 64),
+    "model.r_min": at_least(0.0, " A"),
+    "model.hidden": _hidden,
+    "model.dtype": _one_of("float32", "float64"),
+    "training.epochs": at_least(1),
+    "training.batch_size": at_least(1),
+    "training.lr": _positive,
+    "training.lr_final_factor": lambda v: None if 0 < v <= 1 else f"must be in (0, 1], got {v!r}",
+    "training.decay": _one_of("linear", "exponential"),
+    "training.optimizer": _one_of("adam", "amsgrad"),
+    "training.energy_weight": at_least(0.0),
+    "training.force_weight": at_least(0.0),
+    "training.patience": lambda v: at_least(1)(v) and f"{at_least(1)(v)} (or null: no early stopping)",
+    "training.seed": _between(0, SEED_LIMIT),
+    "training.device": _device,
+    "training.threads": lambda v: _between(1, 1024)(v) and f"{_between(1, 1024)(v)} (or null: torch's choice)",
+    "training.eval_batch_size": at_least(1),
+    "finetune.pretrained": _text,
+    "finetune.layer_lr_factor": at_least(1.0),
+    "finetune.freeze": _freeze,
+    "finetune.refit_shift": _any_bool,
+    "finetune.refit_scale": _any_bool,
+    "finetune.anchor_weight": at_least(0.0),
+}
+
+
+def _model_problem(m: ModelConfig):
+    """The rules that tie the model's fields together, with ModelOptions' defaults for those not given."""
+    from .descriptor import n_features
+    from .model import ModelOptions
+    defaults = {f.name: f.default for f in dataclasses.fields(ModelOptions) if f.name in ModelOptions.CONFIG_FIELDS}
+    value = lambda name: defaults[name] if getattr(m, name) is None else getattr(m, name)
+    if value("r_min") >= value("cutoff"):
+        return f"model.r_min ({value('r_min')}) must be below model.cutoff ({value('cutoff')})"
+    widths = [n_features(value("n_radial")), *value("hidden"), 1]
+    parameters = sum(a * b + b for a, b in zip(widths, widths[1:]))
+    if parameters > MAX_PARAMETERS:
+        return (f"model.hidden {list(value('hidden'))} with model.n_radial {value('n_radial')} gives a network of "
+                f"{parameters:.3g} parameters, more than {MAX_PARAMETERS:.0e}; choose narrower layers")
+    return None
 
 
 def _build(cls, values, where: str):
@@ -143,22 +346,24 @@ def _coerce(value, hint, name):
         origin, args = typing.get_origin(hint), typing.get_args(hint)
     if origin in (list, List):
         if not isinstance(value, (list, tuple)):
-            raise ConfigError(f"config key {name!r}: expected a list, got {value!r}")
+            raise ConfigError(f"config key {name!r}: expected a list, got {_shown(value)}")
         return [_coerce(v, args[0], f"{name}[{k}]") for k, v in enumerate(value)]
-    if hint is float and isinstance(value, (int, float)) and not isinstance(value, bool):
-        return float(value)
-    if hint is float and isinstance(value, str):
+    if hint is float and (isinstance(value, (int, float)) and not isinstance(value, bool) or isinstance(value, str)):
         try:
-            return float(value)  # YAML reads "1e-3" as a string
-        except ValueError:
-            pass
+            number = float(value)  # YAML reads "1e-3" as a string
+        except (ValueError, OverflowError):
+            number = None
+        if number is not None and math.isfinite(number):
+            return number
+        if number is not None or isinstance(value, int):
+            raise ConfigError(f"config key {name!r}: expected a finite number, got {_shown(value)}")
     if hint is int and isinstance(value, int) and not isinstance(value, bool):
         return value
     if hint is str and isinstance(value, str):
         return value
     if hint is bool and isinstance(value, bool):
         return value
-    raise ConfigError(f"config key {name!r}: expected {getattr(hint, '__name__', hint)}, got {value!r}")
+    raise ConfigError(f"config key {name!r}: expected {getattr(hint, '__name__', hint)}, got {_shown(value)}")
 
 
 def config_from_dict(values: dict) -> Config:
@@ -172,7 +377,9 @@ def load_config(path) -> Config:
     try:
         values = yaml.safe_load(path.read_text())
     except yaml.YAMLError as exc:
-        raise ConfigError(f"{path}: invalid YAML: {exc}") from exc
+        raise ConfigError(f"{path}: invalid YAML: {' '.join(str(exc).split())}") from None
+    except UnicodeDecodeError:
+        raise ConfigError(f"{path}: not a text (YAML) file") from None
     try:
         return config_from_dict(values or {})
     except ConfigError as exc:

@@ -337,24 +337,39 @@ def _ani_groups(f):
     return found
 
 
-def energy_outliers(structures: Sequence[Structure], limit: float = 10.0) -> List[tuple]:
+def energy_outliers(structures: Sequence[Structure], limit: float = 10.0,
+                    reference: Sequence[Structure] = ()) -> List[tuple]:
     """Structures whose energy per atom lies more than `limit` eV/atom from a per-element linear
     fit of all energies: (source, deviation in eV/atom), largest first.
 
     Real potential-energy surfaces stay far inside 10 eV/atom of such a fit (rMD17 ethanol:
     0.07, GAP carbon: 0.56), while frames in other units (Hartree, kcal/mol, kJ/mol) or from
-    another code's energy zero land hundreds of eV/atom away: the signature of a mixed file."""
-    labelled = [s for s in structures if s.energy is not None]
-    if len(labelled) < 2:
+    another code's energy zero land hundreds of eV/atom away: the signature of a mixed file.
+    With `reference` (e.g. the training set when checking a test set), the fit covers both, the
+    deviations are measured from the reference's median, and only `structures` are reported."""
+    reference = [s for s in reference if s.energy is not None]
+    labelled = reference + [s for s in structures if s.energy is not None]
+    if len(labelled) < 2 or len(labelled) == len(reference):
         return []
     elements = sorted({int(z) for s in labelled for z in s.numbers})
     counts = np.array([[np.count_nonzero(s.numbers == z) for z in elements] for s in labelled], dtype=np.float64)
     energies = np.array([s.energy for s in labelled])
     shifts, *_ = np.linalg.lstsq(counts, energies, rcond=None)
     per_atom = (energies - counts @ shifts) / counts.sum(axis=1)
-    deviation = np.abs(per_atom - np.median(per_atom))
-    order = np.argsort(-deviation)
+    deviation = np.abs(per_atom - np.median(per_atom[:len(reference)] if reference else per_atom))
+    order = [k for k in np.argsort(-deviation) if k >= len(reference)]
     return [(labelled[k].source, float(deviation[k])) for k in order if deviation[k] > limit]
+
+
+def check_energy_outliers(structures: Sequence[Structure], limit: Optional[float], reference: Sequence[Structure] = (),
+                          remedy: str = "data.energy_unit applies to every file (train, valid and test); fix the "
+                                        "data, or set data.energy_outlier_limit: null to go on anyway") -> None:
+    """A DataError naming the structures `energy_outliers` finds (none if `limit` is None)."""
+    outliers = [] if limit is None else energy_outliers(structures, limit, reference)
+    if outliers:
+        listed = ", ".join(f"{src} ({dev:.1f} eV/atom)" for src, dev in outliers[:5])
+        raise DataError(f"{len(outliers)} structure(s) lie more than {limit} eV/atom from a per-element fit of all "
+                        f"energies: {listed}. Mixed energy units or levels of theory? {remedy}")
 
 
 def split_indices(n: int, n_train: int, n_valid: int, seed: int = 0, shuffle: bool = True):

@@ -7,6 +7,7 @@ from typing import Dict, List, Optional, Sequence
 import numpy as np
 import torch
 
+from .data import DataError
 from .graph import StructureGraph, collate
 from .model import forces_from_edge_gradients
 
@@ -82,18 +83,38 @@ def evaluate(model, graphs, batch_size=64, device="cpu", forces=True):
     return error_metrics(preds), preds
 
 
+COLUMNS = [  # header, unit, metric, decimals (energies and forces are printed in meV)
+    ("N", "", "n_structures", None), ("E MAE", "meV", "energy_mae", 3), ("E RMSE", "meV", "energy_rmse", 3),
+    ("E/atom MAE", "meV/atom", "energy_per_atom_mae", 3), ("E/atom RMSE", "meV/atom", "energy_per_atom_rmse", 3),
+    ("F MAE", "meV/A", "forces_mae", 2), ("F RMSE", "meV/A", "forces_rmse", 2)]
+MIN_WIDTHS = [12, 6, 11, 11, 13, 13, 11, 11]
+
+
 def format_table(metrics_by_set: Dict[str, Dict[str, float]]) -> str:
-    """A fixed-width table in meV units, one row per data set."""
-    w = max([12] + [len(k) + 2 for k in metrics_by_set])
-    head = f"{'set':<{w}}{'N':>6}{'E MAE':>11}{'E RMSE':>11}{'E/atom MAE':>13}{'E/atom RMSE':>13}{'F MAE':>11}{'F RMSE':>11}"
-    units = f"{'':<{w}}{'':>6}{'meV':>11}{'meV':>11}{'meV/atom':>13}{'meV/atom':>13}{'meV/A':>11}{'meV/A':>11}"
-    rows = [head, units]
-    for name, m in metrics_by_set.items():
-        v = lambda k: 1000.0 * m[k]
-        rows.append(f"{name:<{w}}{m['n_structures']:>6}{v('energy_mae'):>11.3f}{v('energy_rmse'):>11.3f}"
-                    f"{v('energy_per_atom_mae'):>13.3f}{v('energy_per_atom_rmse'):>13.3f}"
-                    f"{v('forces_mae'):>11.2f}{v('forces_rmse'):>11.2f}")
-    return "\n".join(rows)
+    """A table in meV units, one row per data set. Columns are right-aligned and widen to their
+    widest entry, so numbers never run together (an error of 1.2e8 meV used to touch the next)."""
+    cell = lambda m, key, decimals: f"{m[key]}" if decimals is None else f"{1000.0 * m[key]:.{decimals}f}"
+    lines = [["set"] + [c[0] for c in COLUMNS], [""] + [c[1] for c in COLUMNS]]
+    lines += [[name] + [cell(m, key, decimals) for _, _, key, decimals in COLUMNS] for name, m in metrics_by_set.items()]
+    widths = [max([minimum] + [len(line[k]) + 2 for line in lines]) for k, minimum in enumerate(MIN_WIDTHS)]
+    return "\n".join((line[0].ljust(widths[0]) + "".join(text.rjust(w) for text, w in zip(line[1:], widths[1:])))
+                     .rstrip() for line in lines)
+
+
+def check_energies_against_model(where: str, p: Predictions, limit: Optional[float], read_as: str) -> None:
+    """A DataError when the model's energies lie more than `limit` eV/atom from the reference for
+    most structures: no model is that wrong, so the reference is in other units or at another
+    level of theory (energy zero). `read_as` says which unit the file's energies were read in."""
+    has = np.isfinite(p.energy_ref)
+    if limit is None or not has.any():
+        return
+    off = np.abs(p.energy - p.energy_ref)[has] / p.n_atoms[has]
+    n_off = int(np.count_nonzero(off > limit))
+    if n_off > has.sum() / 2:
+        raise DataError(f"{where}: the model's energies differ from the reference by more than {limit} eV/atom for "
+                        f"{n_off} of the {int(has.sum())} structures (median {np.median(off):.3g} eV/atom): the "
+                        f"reference is probably in other units (read as {read_as}; give the unit with --energy-unit) "
+                        "or at another level of theory; --energy-outlier-limit none evaluates anyway")
 
 
 def write_json(path, payload) -> None:
