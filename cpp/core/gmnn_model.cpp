@@ -261,7 +261,7 @@ int Model::species_index(int z) const {
 void Model::evaluate(const double *edge_vectors, const int64_t *centers, const int64_t *neighbors,
                      int64_t n_edges, const int64_t *species, int64_t n_atoms, int64_t n_centers,
                      bool need_gradients, EvalResult &out) {
-  const int64_t B = centers_per_pass_;
+  const int64_t B = atoms_per_pass_;
   if (B <= 0 || n_centers <= B) {
     evaluate_pass(edge_vectors, centers, neighbors, n_edges, species, n_atoms, n_centers,
                   need_gradients, out);

@@ -17,6 +17,11 @@ namespace gmnn {
 // The model-file format version this build reads.
 constexpr int kFormatVersion = 1;
 
+// Default number of atoms (centres) per forward/backward pass, for pair_style gmnn
+// (atoms_per_pass) and gmnn._native (Model.atoms_per_pass). The Python calculator has the same
+// default: python/gmnn/calculator.py, ATOMS_PER_PASS.
+constexpr int64_t kDefaultAtomsPerPass = 2048;
+
 // Output of one model evaluation.
 struct EvalResult {
   double energy = 0.0;                  // sum of the atomic energies, accumulated in float64
@@ -54,10 +59,10 @@ class Model {
                 int64_t n_edges, const int64_t *species, int64_t n_atoms, int64_t n_centers,
                 bool need_gradients, EvalResult &out);
 
-  // Evaluate at most n centres per forward/backward pass (0: all at once). Bounds the peak
-  // memory, which otherwise grows with the number of atoms; results do not change.
-  void set_centers_per_pass(int64_t n) { centers_per_pass_ = n > 0 ? n : 0; }
-  int64_t centers_per_pass() const { return centers_per_pass_; }
+  // Evaluate at most n atoms (centres) per forward/backward pass (0: all at once). Bounds the
+  // peak memory, which otherwise grows with the number of atoms; results do not change.
+  void set_atoms_per_pass(int64_t n) { atoms_per_pass_ = n > 0 ? n : 0; }
+  int64_t atoms_per_pass() const { return atoms_per_pass_; }
 
  private:
   void evaluate_pass(const double *edge_vectors, const int64_t *centers, const int64_t *neighbors,
@@ -72,7 +77,7 @@ class Model {
   std::string dtype_;
   std::string gmnn_version_;
   int format_version_ = 0;
-  int64_t centers_per_pass_ = 0;
+  int64_t atoms_per_pass_ = kDefaultAtomsPerPass;
 };
 
 // Sets torch's intra-op thread count: OMP_NUM_THREADS when set to a positive integer, else

@@ -36,7 +36,8 @@ using namespace LAMMPS_NS;
 
 bool PairGMNN::malloc_tuned_ = false;
 
-PairGMNN::PairGMNN(LAMMPS *lmp) : Pair(lmp), result_(new gmnn::EvalResult)
+PairGMNN::PairGMNN(LAMMPS *lmp) :
+    Pair(lmp), result_(new gmnn::EvalResult), atoms_per_pass_(gmnn::kDefaultAtomsPerPass)
 {
   single_enable = 0;
   restartinfo = 0;
@@ -112,7 +113,7 @@ void PairGMNN::settings(int narg, char **arg)
     } else if (key == "atoms_per_pass") {
       atoms_per_pass_ = utils::bnumeric(FLERR, value, false, lmp);
       if (atoms_per_pass_ < 0) error->all(FLERR, "pair_style gmnn: atoms_per_pass must be >= 0");
-      if (model_) model_->set_centers_per_pass(atoms_per_pass_);
+      if (model_) model_->set_atoms_per_pass(atoms_per_pass_);
     } else if (key == "keep_memory") {
       keep_memory_ = utils::logical(FLERR, value, false, lmp);
     } else if (key == "debug") {
@@ -203,7 +204,7 @@ void PairGMNN::load_model(const std::string &path)
     error->all(FLERR, "pair_coeff gmnn: could not load model '{}' on {} MPI rank(s)", path, n_failed);
   }
   cutoff_ = model_->cutoff();
-  model_->set_centers_per_pass(atoms_per_pass_);
+  model_->set_atoms_per_pass(atoms_per_pass_);
 
   if (comm->me == 0) {
     std::string elems;

@@ -62,7 +62,8 @@ class PairGMNN : public Pair {
   std::vector<std::string> type_elements_;
   double cutoff_ = 0.0;
   int debug_ = 0;
-  bigint atoms_per_pass_ = 2048;  // centres per forward/backward pass (bounds memory); 0 = all
+  bigint atoms_per_pass_;     // atoms per forward/backward pass (bounds memory); 0 = all;
+                              // default gmnn::kDefaultAtomsPerPass (gmnn_model.h)
   double max_force_ = 0.0;    // eV/A: stop if a pair contribution exceeds it; 0 = no cap
   bool keep_memory_ = true;   // tune glibc malloc to keep freed memory between steps
   bool check_masses_ = true;  // per-type masses must match the mapped elements

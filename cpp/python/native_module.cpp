@@ -144,9 +144,10 @@ PYBIND11_MODULE(_native, m) {
       .def_property_readonly("device", &gmnn::Model::device)
       .def_property_readonly("gmnn_version", &gmnn::Model::gmnn_version)
       .def_property_readonly("format_version", &gmnn::Model::format_version)
-      .def_property("centers_per_pass", &gmnn::Model::centers_per_pass,
-                    &gmnn::Model::set_centers_per_pass,
-                    "Atoms per forward/backward pass (0: all at once); bounds peak memory.")
+      .def_property("atoms_per_pass", &gmnn::Model::atoms_per_pass,
+                    &gmnn::Model::set_atoms_per_pass,
+                    "Atoms per forward/backward pass (0: all at once; default 2048, as "
+                    "pair_style gmnn and GMNNCalculator); bounds peak memory.")
       .def("compute", &compute, "positions"_a, "atomic_numbers"_a, "cell"_a = py::none(),
            "pbc"_a = py::none(),
            "Energy (eV), forces (N,3), virial (3,3; W = sum x F), atomic_energies (N,), and "

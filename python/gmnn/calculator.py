@@ -9,6 +9,10 @@ from .graph import species_lookup
 from .model import forces_from_edge_gradients
 from .neighbors import neighbor_list
 
+# Atoms (centres) per forward/backward pass. The same default as pair_style gmnn and
+# gmnn._native (cpp/core/gmnn_model.h, kDefaultAtomsPerPass).
+ATOMS_PER_PASS = 2048
+
 
 class GMNNCalculator(Calculator):
     """`model`: a checkpoint path (.ckpt), an exported TorchScript file (.pt) or a GMNN object.
@@ -19,7 +23,7 @@ class GMNNCalculator(Calculator):
 
     implemented_properties = ["energy", "free_energy", "energies", "forces", "stress"]
 
-    def __init__(self, model, device: str = "cpu", atoms_per_pass: int = 4096, **kwargs):
+    def __init__(self, model, device: str = "cpu", atoms_per_pass: int = ATOMS_PER_PASS, **kwargs):
         super().__init__(**kwargs)
         if atoms_per_pass < 1:
             raise ValueError(f"atoms_per_pass must be >= 1, got {atoms_per_pass}")

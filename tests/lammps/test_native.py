@@ -102,12 +102,13 @@ def test_cuda_request_without_gpu_is_an_error(native, model64):
 
 @pytest.mark.parametrize("per_pass", [1, 3, 7])
 def test_evaluation_in_blocks_of_atoms_gives_the_same_results(native, model64, per_pass):
-    """centers_per_pass > 0 splits the centres into blocks (bounded memory), same numbers."""
+    """atoms_per_pass > 0 splits the centres into blocks (bounded memory), same numbers."""
     atoms = STRUCTURES["triclinic"]()
     m = native.Model(model64)
+    m.atoms_per_pass = 0  # all at once
     whole = m.compute(atoms.positions, atoms.numbers, atoms.cell.array, atoms.pbc)
-    m.centers_per_pass = per_pass
-    assert m.centers_per_pass == per_pass
+    m.atoms_per_pass = per_pass
+    assert m.atoms_per_pass == per_pass
     parts = m.compute(atoms.positions, atoms.numbers, atoms.cell.array, atoms.pbc)
     assert abs(parts["energy"] - whole["energy"]) < 1e-10, (parts["energy"], whole["energy"])
     assert np.abs(parts["forces"] - whole["forces"]).max() < 1e-12
