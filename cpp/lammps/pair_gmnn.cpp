@@ -344,6 +344,7 @@ void PairGMNN::compute(int eflag, int vflag)
   }
   ev_init(eflag, vflag);
 
+  map_species();
   build_edges();
   if (debug_) log_edges();
   evaluate_model();
@@ -352,24 +353,27 @@ void PairGMNN::compute(int eflag, int vflag)
 }
 
 /* ----------------------------------------------------------------------
-   The model's input: species_ of every atom (local and ghost) and the directed edges i -> j
-   (edge_vectors_ = x_j - x_i, centers_, neighbors_) for local i and |x_j - x_i| < cutoff, from
-   the full neighbour list. Atoms of NULL types are in no edge.
+   The model's input: species_, the model element index of every atom (local and ghost), and
+   the directed edges i -> j (edge_vectors_ = x_j - x_i, centers_, neighbors_) for local i and
+   |x_j - x_i| < cutoff, from the full neighbour list. Atoms of NULL types are in no edge.
 ------------------------------------------------------------------------- */
+
+void PairGMNN::map_species()
+{
+  const int *type = atom->type;
+  const int nall = atom->nlocal + atom->nghost;
+  species_.resize(nall);
+  for (int a = 0; a < nall; a++) {
+    const int s = type_species_[type[a]];
+    species_[a] = s >= 0 ? s : 0;    // NULL-type atoms are in no edge and their energy is dropped
+  }
+}
 
 void PairGMNN::build_edges()
 {
   double **x = atom->x;
   const int *type = atom->type;
-  const int nall = atom->nlocal + atom->nghost;
   const int *species_of = type_species_.data();
-
-  species_.resize(nall);
-  for (int a = 0; a < nall; a++) {
-    const int s = species_of[type[a]];
-    species_[a] = s >= 0 ? s : 0;    // NULL-type atoms are in no edge and their energy is dropped
-  }
-
   const int inum = list->inum;
   const int *ilist = list->ilist;
   const int *numneigh = list->numneigh;

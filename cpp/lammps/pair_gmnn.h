@@ -42,6 +42,7 @@ class PairGMNN : public Pair {
 
  protected:
   // compute() in steps, one pass each
+  void map_species();
   void build_edges();
   void log_edges();
   void evaluate_model();
