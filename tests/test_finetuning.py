@@ -228,3 +228,114 @@ def test_energy_only_validation_computes_no_forces(tmp_path, hf_labels, monkeypa
     trainer = finetuner(config, model, show_progress=False)
     metrics = trainer.validate()
     assert calls == [False] and np.isnan(metrics["forces_mae"]) and np.isfinite(metrics["energy_mae"])
+
+
+# ---- choosing the fine-tuned model by k-fold cross-validation (finetune.selection: cv) ---------
+
+def test_folds_partition_the_structures_evenly():
+    from gmnn.selection import fold_indices
+    folds = fold_indices(23, 5, seed=3)
+    together = np.sort(np.concatenate(folds))
+    assert np.array_equal(together, np.arange(23))
+    assert sorted(len(f) for f in folds) == [4, 4, 5, 5, 5]
+    with pytest.raises(ValueError, match="folds"):
+        fold_indices(3, 5)
+
+
+def cv_config(tmp_path, labels, **finetune):
+    return config_from_dict({
+        "output_dir": str(tmp_path / "run"),
+        "data": {"train_file": str(labels), "train_index": "0:10", "valid_file": str(labels), "valid_index": "10:"},
+        "training": {"epochs": 6, "threads": 1, "force_weight": 0},
+        "finetune": {"folds": 3, **finetune},
+    })
+
+
+def save_pretrained(tmp_path, model):
+    path = tmp_path / "pretrained.ckpt"
+    save_checkpoint(path, {"model": model.checkpoint_state()})
+    return path
+
+
+def test_cv_selection_fits_all_structures_and_stops_at_the_best_pooled_epoch(tmp_path, hf_labels, trained_ethanol_model):
+    """The fit uses train + valid (20 structures), stops at the epoch with the lowest loss summed
+    over the folds, and writes the choice to final_metrics.json; metrics.csv starts at epoch 0."""
+    import csv
+    import json
+    from gmnn.finetuning import finetune
+    config = cv_config(tmp_path, hf_labels)
+    results = finetune(config, save_pretrained(tmp_path, trained_ethanol_model), show_progress=False)
+    saved = json.loads((tmp_path / "run" / "cross_validation.json").read_text())
+    losses, sizes = np.array(saved["losses"]), np.array(saved["fold_sizes"])
+    assert losses.shape == (3, 7) and sizes.sum() == 20
+    pooled = (losses * sizes[:, None]).sum(axis=0) / sizes.sum()
+    chosen = results["selection"]["epoch"]
+    assert chosen == int(np.argmin(pooled)) and results["best_epoch"] == chosen
+    assert results["train"]["n_structures"] == 20 and "valid" not in results
+    assert results["selection"]["cv_loss"] <= results["selection"]["zero_shot_cv_loss"]
+    rows = list(csv.DictReader(open(tmp_path / "run" / "metrics.csv")))
+    assert [int(r["epoch"]) for r in rows] == list(range(chosen + 1))
+    assert json.loads((tmp_path / "run" / "final_metrics.json").read_text())["selection"]["epoch"] == chosen
+
+
+def test_cv_selection_returns_the_zero_shot_model_when_training_only_hurts(tmp_path, hf_labels, trained_ethanol_model):
+    """When the pre-trained model already explains the new energies up to a constant, any
+    training can only hurt: epoch 0 wins, and best.ckpt is the pre-trained model with shifts
+    re-fitted on all 20 structures, i.e. what --zero-shot writes."""
+    import ase.io
+    from ase.calculators.singlepoint import SinglePointCalculator
+    from gmnn.checkpoint import load_model
+    from gmnn.finetuning import finetune
+    # the model's own energies, 70 eV lower: a new "level" that zero-shot explains exactly
+    frames = ase.io.read(hf_labels, ":")
+    graphs = load_data(cv_config(tmp_path, hf_labels), trained_ethanol_model.atomic_numbers)
+    own = predict_graphs(trained_ethanol_model, graphs.train + graphs.valid, forces=False).energy
+    for atoms, energy in zip(frames, own):
+        atoms.calc = SinglePointCalculator(atoms, energy=energy - 70.0)
+    ase.io.write(tmp_path / "own.xyz", frames)
+    pretrained = save_pretrained(tmp_path, trained_ethanol_model)
+    config = cv_config(tmp_path / "wreck", tmp_path / "own.xyz")
+    config.training.lr = 0.05
+    results = finetune(config, pretrained, show_progress=False)
+    assert results["selection"]["winner"] == "zero-shot" and results["best_epoch"] == 0
+    assert results["train"]["energy_mae"] < 1e-6
+    finetune(cv_config(tmp_path / "zs", tmp_path / "own.xyz"), pretrained, show_progress=False, zero_shot_only=True)
+    picked, baseline = load_model(tmp_path / "wreck" / "run" / "best.ckpt"), load_model(tmp_path / "zs" / "run" / "best.ckpt")
+    for key, value in baseline.state_dict().items():
+        assert torch.allclose(picked.state_dict()[key], value, rtol=0, atol=1e-12), key
+    data = load_data(cv_config(tmp_path, tmp_path / "own.xyz"), trained_ethanol_model.atomic_numbers)
+    everything = type(data)(data.train + data.valid, [], [], data.elements)
+    expected = zero_shot(trained_ethanol_model, everything)
+    assert torch.allclose(baseline.scale_shift.shift, expected.scale_shift.shift, rtol=0, atol=1e-10)
+
+
+def test_zero_shot_from_the_command_line(tmp_path, hf_labels, trained_ethanol_model):
+    import json
+    import yaml
+    from gmnn.cli import finetune_main
+    config = {"output_dir": str(tmp_path / "zs"), "data": {"train_file": str(hf_labels), "train_index": "0:10"},
+              "training": {"force_weight": 0}}
+    (tmp_path / "ft.yaml").write_text(yaml.safe_dump(config))
+    pretrained = save_pretrained(tmp_path, trained_ethanol_model)
+    assert finetune_main([str(tmp_path / "ft.yaml"), "--from", str(pretrained), "--zero-shot", "--no-progress"]) == 0
+    final = json.loads((tmp_path / "zs" / "final_metrics.json").read_text())
+    assert final["selection"]["method"] == "zero-shot" and final["best_epoch"] == 0
+
+
+def test_finetune_defaults_fill_only_the_training_fields_not_given(tmp_path, hf_labels, trained_ethanol_model):
+    from gmnn.config import FINETUNE_TRAINING_DEFAULTS
+    from gmnn.finetuning import check_config
+    config = cv_config(tmp_path, hf_labels)  # gives epochs, not lr or batch_size
+    check_config(config, trained_ethanol_model)
+    assert config.training.epochs == 6
+    assert config.training.lr == FINETUNE_TRAINING_DEFAULTS["lr"]
+    assert config.training.batch_size == FINETUNE_TRAINING_DEFAULTS["batch_size"]
+
+
+def test_resumed_cv_finetune_reuses_the_cross_validation(tmp_path, hf_labels, trained_ethanol_model, monkeypatch):
+    import gmnn.finetuning as finetuning
+    pretrained = save_pretrained(tmp_path, trained_ethanol_model)
+    first = finetuning.finetune(cv_config(tmp_path, hf_labels), pretrained, show_progress=False)
+    monkeypatch.setattr(finetuning, "cross_validate", lambda *a, **k: pytest.fail("cross-validation ran again"))
+    again = finetuning.finetune(cv_config(tmp_path, hf_labels), pretrained, show_progress=False, resume=True)
+    assert again["selection"]["epoch"] == first["selection"]["epoch"]

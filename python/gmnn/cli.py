@@ -227,6 +227,9 @@ def finetune_main(argv=None):
     runs.add_argument("--resume", action="store_true", help="continue from <output_dir>/last.ckpt")
     runs.add_argument("--overwrite", action="store_true",
                       help="replace the run in output_dir (deletes its checkpoints and metrics)")
+    p.add_argument("--zero-shot", action="store_true",
+                   help="write the baseline instead: the pre-trained model with its energy shifts re-fitted "
+                        "on the data, no training")
     p.add_argument("--no-progress", action="store_true")
     args = p.parse_args(argv)
 
@@ -236,7 +239,7 @@ def finetune_main(argv=None):
         from .finetuning import finetune
         init_from_env()
         finetune(load_config(args.config), args.pretrained, args.add_elements, args.resume,
-                 show_progress=not args.no_progress, overwrite=args.overwrite)
+                 show_progress=not args.no_progress, overwrite=args.overwrite, zero_shot_only=args.zero_shot)
         return 0
     return _run(run)
 

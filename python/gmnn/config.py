@@ -71,6 +71,12 @@ class TrainingConfig:
     eval_batch_size: int = 64
 
 
+# gmnn-finetune's values for the training fields a config does not give: few labels and a
+# pre-trained start need smaller batches and fewer epochs than training from scratch
+# (measured: examples/transfer_learning/README.md, "Choosing the fine-tuned model").
+FINETUNE_TRAINING_DEFAULTS = {"epochs": 800, "batch_size": 5, "lr": 3e-3}
+
+
 @dataclass
 class FinetuneConfig:
     """Transfer learning (gmnn-finetune); the model's hyper-parameters come from the checkpoint."""
@@ -80,6 +86,10 @@ class FinetuneConfig:
     refit_shift: bool = True             # re-fit per-element energy shifts on the new labels first
     refit_scale: bool = False            # also re-fit the energy scale (normally kept from pre-training)
     anchor_weight: float = 0.0           # L2-SP: + w * sum (theta - theta_pretrained)^2 in the loss
+    selection: str = "cv"                # which epoch to keep: "cv" (k-fold cross-validation over all
+                                         # fine-tuning structures, then a fit on all of them) or
+                                         # "validation" (best epoch on the validation structures)
+    folds: int = 5                       # k of the cross-validation (at most the number of structures)
 
 
 @dataclass
@@ -294,6 +304,8 @@ RULES = {
     "finetune.refit_shift": _any_bool,
     "finetune.refit_scale": _any_bool,
     "finetune.anchor_weight": at_least(0.0),
+    "finetune.selection": _one_of("cv", "validation"),
+    "finetune.folds": at_least(2),
 }
 
 
@@ -334,7 +346,17 @@ def _build(cls, values, where: str):
             kwargs[key] = _build(hint, value, name)
         else:
             kwargs[key] = _coerce(value, hint, name)
-    return cls(**kwargs)
+    for key, f in fields.items():  # sections not given are built too, so that they record it
+        if key not in kwargs and dataclasses.is_dataclass(hints[key]):
+            kwargs[key] = _build(hints[key], {}, f"{where}.{key}" if where else key)
+    built = cls(**kwargs)
+    built._given = frozenset(values)
+    return built
+
+
+def given(section, name: str) -> bool:
+    """Whether the config file gave `name` in this section (a section made in code gave all)."""
+    return name in getattr(section, "_given", (name,))
 
 
 def _coerce(value, hint, name):

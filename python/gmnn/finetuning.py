@@ -1,18 +1,27 @@
 """Transfer learning (spec section 2): start from a pre-trained model, re-fit the energy shifts
 on the new level of theory, then train with layer-wise (discriminative) learning rates,
-optionally freezing layers; energy-only fine-tuning is `training.force_weight: 0`."""
+optionally freezing layers; energy-only fine-tuning is `training.force_weight: 0`.
+
+Which epoch to keep is chosen by k-fold cross-validation over all fine-tuning structures
+(selection.py; `finetune.selection: cv`, the default), and the zero-shot model (epoch 0) is
+one of the candidates: the result is never worse than that baseline on the selection data."""
 import copy
+import json
 import logging
+from pathlib import Path
 from typing import Dict, List, Optional, Sequence
 
+import numpy as np
 import torch
 
 from . import rundir
 from .checkpoint import load_model
-from .config import Config, ConfigError, FinetuneConfig
+from .config import FINETUNE_TRAINING_DEFAULTS, Config, ConfigError, FinetuneConfig, given
 from .data import DataError
 from .model import GMNN, ModelOptions
 from .scale_shift import fit_scale_shift
+from .evaluation import write_json
+from .selection import CVResult, cross_validate
 from .training import PreparedData, Trainer, load_data, param_groups
 
 log = logging.getLogger(__name__)
@@ -59,9 +68,13 @@ def prepare(config: Config, pretrained: GMNN, add_elements: bool = False):
 def check_config(config: Config, pretrained: GMNN) -> FinetuneConfig:
     """The fine-tuning section (defaults if absent), after refusing what cannot be meant: a
     `model:` section that contradicts the pre-trained architecture (which fine-tuning keeps),
-    unknown layer names in `freeze`, or every layer frozen."""
+    unknown layer names in `freeze`, or every layer frozen. Training fields the config does
+    not give take gmnn-finetune's defaults (config.FINETUNE_TRAINING_DEFAULTS)."""
     config.finetune = config.finetune or FinetuneConfig()
     ft = config.finetune
+    for name, value in FINETUNE_TRAINING_DEFAULTS.items():
+        if not given(config.training, name):
+            setattr(config.training, name, value)
     contradictions = pretrained.options.contradictions(config.model)
     if contradictions:
         raise ConfigError("the config's model: section contradicts the pre-trained model, whose architecture "
@@ -80,7 +93,7 @@ def check_config(config: Config, pretrained: GMNN) -> FinetuneConfig:
 
 
 def finetuner(config: Config, pretrained: GMNN, add_elements: bool = False, show_progress: bool = True,
-              data: Optional[PreparedData] = None) -> Trainer:
+              data: Optional[PreparedData] = None, stop_epoch: Optional[int] = None) -> Trainer:
     """A Trainer that fine-tunes `pretrained` (modified in place: pass a copy to keep it) on the
     config's data, or on `data` when given (graphs already built for this model)."""
     ft = check_config(config, pretrained)
@@ -94,7 +107,7 @@ def finetuner(config: Config, pretrained: GMNN, add_elements: bool = False, show
     groups_fn = lambda m: param_groups(m, lr, ft.layer_lr_factor, ft.freeze)
     regularizer = anchor_to(model, ft.anchor_weight) if ft.anchor_weight > 0 else None
     return Trainer(config, model=model, data=data, param_groups_fn=groups_fn, show_progress=show_progress,
-                   regularizer=regularizer)
+                   regularizer=regularizer, stop_epoch=stop_epoch)
 
 
 def anchor_to(model: GMNN, weight: float):
@@ -113,17 +126,93 @@ def anchor_to(model: GMNN, weight: float):
 
 
 def finetune(config: Config, pretrained_path=None, add_elements=False, resume=False, show_progress=True,
-             overwrite=False) -> Dict:
+             overwrite=False, zero_shot_only=False) -> Dict:
     path = pretrained_path or (config.finetune and config.finetune.pretrained)
     if not path:
         raise ConfigError("no pre-trained model: give --from PRETRAINED.ckpt or finetune.pretrained in the config")
     config.finetune = config.finetune or FinetuneConfig()
     config.finetune.pretrained = str(path)
     with rundir.claimed(config.output_dir, resume=resume, overwrite=overwrite):
-        trainer = finetuner(config, load_model(path, purpose="fine-tuning"), add_elements, show_progress)
-        if resume:
+        pretrained = load_model(path, purpose="fine-tuning")
+        ft = check_config(config, pretrained)
+        model, data = prepare(config, pretrained, add_elements)
+        if zero_shot_only:
+            return write_zero_shot(config, model, data, show_progress)
+        if ft.selection == "validation":
+            trainer = finetuner(config, model, data=data, show_progress=show_progress)
+            if resume:
+                trainer.resume()
+            return trainer.run()
+        # cv: every structure trains and validates; then one fit on all of them, stopped at
+        # the epoch the folds agree on (epoch 0: the zero-shot model wins)
+        pool = PreparedData(data.train + data.valid, [], data.test, data.elements)
+        cv = cross_validated(config, model, pool, show_progress)
+        trainer = finetuner(config, model, data=pool, show_progress=show_progress, stop_epoch=cv.best_epoch)
+        if resume and (trainer.out / "last.ckpt").exists():
             trainer.resume()
-        return trainer.run()
+        results = trainer.run()
+        results["selection"] = selection_summary(config, cv)
+        write_json(trainer.out / "final_metrics.json", results)
+        log.info("%s", results["selection"]["summary"])
+        return results
+
+
+def cross_validated(config: Config, model: GMNN, pool: PreparedData, show_progress: bool) -> CVResult:
+    """The k-fold validation losses of fine-tuning `model` on `pool`, from the run directory's
+    cross_validation.json if an earlier (interrupted) run finished them; else computed and saved."""
+    ft, t = config.finetune, config.training
+    path = Path(config.output_dir) / "cross_validation.json"
+    if path.exists():
+        saved = json.loads(path.read_text())
+        if saved["folds"] == ft.folds and saved["epochs"] == t.epochs and saved["structures"] == len(pool.train):
+            log.info("cross-validation: reusing %s", path)
+            return CVResult(np.array(saved["losses"]), np.array(saved["fold_sizes"]))
+    if len(pool.train) < 2:
+        raise DataError(f"cross-validation needs at least 2 structures, got {len(pool.train)}; "
+                        "set finetune.selection: validation, or give more labels")
+    folds = min(ft.folds, len(pool.train))
+    if folds < ft.folds:
+        log.warning("finetune.folds %d > %d structures: using %d folds (leave-one-out)", ft.folds, len(pool.train), folds)
+    from tqdm import tqdm
+    bar = tqdm(total=folds * t.epochs, desc=f"cross-validation ({folds} folds)", unit="epoch",
+               disable=not show_progress, mininterval=1.0, dynamic_ncols=True)
+
+    def make(train, valid):
+        return finetuner(copy.deepcopy(config), copy.deepcopy(model), show_progress=False,
+                         data=PreparedData(train, valid, [], pool.elements))
+    cv = cross_validate(pool.train, make, folds, t.epochs, seed=t.seed, progress=bar)
+    bar.close()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    write_json(path, {"folds": ft.folds, "epochs": t.epochs, "structures": len(pool.train),
+                      "fold_sizes": cv.fold_sizes.tolist(), "losses": cv.losses.tolist()})
+    return cv
+
+
+def selection_summary(config: Config, cv: CVResult) -> Dict:
+    """What final_metrics.json and the log say about the choice."""
+    w = config.training.energy_weight
+    rmse = lambda loss: float(np.sqrt(loss / w)) if w > 0 else float("nan")  # energy-only: loss = w E_rmse^2/atom
+    epoch, curve = cv.best_epoch, cv.curve
+    winner = "zero-shot" if epoch == 0 else "fine-tuned"
+    return {"method": "cv", "folds": len(cv.fold_sizes), "epoch": epoch, "winner": winner,
+            "cv_loss": float(curve[epoch]), "zero_shot_cv_loss": float(curve[0]),
+            "cv_loss_last_epoch": float(curve[-1]),
+            "summary": (f"cross-validation ({len(cv.fold_sizes)} folds): {winner} model wins, epoch {epoch} of "
+                        f"{len(curve) - 1}, CV loss {curve[epoch]:.3g} vs zero-shot {curve[0]:.3g}"
+                        + (f" (energy RMSE {1000 * rmse(curve[epoch]):.2f} vs {1000 * rmse(curve[0]):.2f} meV/atom)"
+                           if config.training.force_weight == 0 else ""))}
+
+
+def write_zero_shot(config: Config, model: GMNN, data: PreparedData, show_progress: bool) -> Dict:
+    """The baseline as a run directory like a fine-tune's: shifts re-fitted on the training
+    (and validation) structures, no training; best.ckpt, metrics, final_metrics.json."""
+    pool = PreparedData(data.train + data.valid, [], data.test, data.elements)
+    trainer = finetuner(config, model, data=pool, show_progress=show_progress, stop_epoch=0)
+    results = trainer.run()
+    results["selection"] = {"method": "zero-shot", "epoch": 0, "winner": "zero-shot",
+                            "summary": "zero-shot: the pre-trained model with energy shifts re-fitted"}
+    write_json(trainer.out / "final_metrics.json", results)
+    return results
 
 
 def zero_shot(pretrained: GMNN, data: PreparedData) -> GMNN:

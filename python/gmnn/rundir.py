@@ -33,7 +33,7 @@ from .checkpoint import load_checkpoint, temporaries
 log = logging.getLogger(__name__)
 
 LOCK_NAME = ".gmnn.lock"
-RUN_FILES = ("best.ckpt", "last.ckpt", "metrics.csv", "final_metrics.json")  # a directory with any holds a run
+RUN_FILES = ("best.ckpt", "last.ckpt", "metrics.csv", "final_metrics.json", "cross_validation.json")  # a directory with any holds a run
 OTHER_FILES = ("config.json",)  # rewritten by every run; removed by --overwrite too
 STALE_FILES = ("metrics.tmp", ".write_test")  # temporaries of training.py a kill -9 may leave
 # errors of flock on file systems without it (Lustre without -o flock, some FUSE mounts)

@@ -190,10 +190,13 @@ class Trainer:
 
     def __init__(self, config: Config, model: Optional[GMNN] = None, data: Optional[PreparedData] = None,
                  param_groups_fn=None, fit_scale: bool = True, show_progress: bool = True,
-                 regularizer=None):
+                 regularizer=None, stop_epoch: Optional[int] = None):
         """`regularizer(model) -> scalar tensor` is added to every training step's loss
-        (fine-tuning's L2-SP anchor); validation and early stopping see the data loss only."""
+        (fine-tuning's L2-SP anchor); validation and early stopping see the data loss only.
+        `stop_epoch`: stop there, keeping the schedule of `training.epochs`, and keep the model
+        of that epoch as best.ckpt (an epoch chosen beforehand, by cross-validation)."""
         self.config = config
+        self.stop_epoch = stop_epoch
         self.regularizer = regularizer
         self.out = Path(config.output_dir)
         t = config.training
@@ -303,9 +306,14 @@ class Trainer:
             if self.epoch == 0:
                 # the starting model is a candidate too: a fine-tune that never beats its
                 # starting point on validation returns the starting point, not something worse
-                self.best_loss = self.validate()["loss"]
+                started = time.perf_counter()
+                metrics = self.validate()
+                self.best_loss = metrics["loss"]
+                if self.main:
+                    self._append_metrics(float("nan"), metrics, time.perf_counter() - started)
                 self._save("best.ckpt", self._payload())
-            while self.epoch < t.epochs:
+            last_epoch = t.epochs if self.stop_epoch is None else min(t.epochs, self.stop_epoch)
+            while self.epoch < last_epoch:
                 started = time.perf_counter()
                 try:
                     train_loss = self.train_epoch()
@@ -319,7 +327,7 @@ class Trainer:
                     continue
                 metrics = self.validate()
                 self.epoch += 1
-                improved = metrics["loss"] < self.best_loss
+                improved = metrics["loss"] < self.best_loss or self.stop_epoch is not None
                 if improved:
                     self.best_loss, self.best_epoch = metrics["loss"], self.epoch
                 if self.main:
