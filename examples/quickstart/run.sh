@@ -24,7 +24,7 @@ step "3/6 gmnn-finetune: 50 CCSD(T)/cc-pVDZ energies, no forces, layer-wise lear
 gmnn-finetune "$here/finetune.yaml" --from "$out/pretrain/best.ckpt" --overwrite
 
 step "4/6 gmnn-eval: pre-trained vs fine-tuned against 50 held-out CCSD(T) energies"
-echo "(the pre-trained model's error is mostly the ~70 eV between the energy zeros of PBE and CCSD(T),"
+echo "(the pre-trained model's error is mostly the 2.5 eV between the energy zeros of PBE and CCSD(T),"
 echo " which fine-tuning re-fits first; examples/transfer_learning compares with that zero-shot baseline)"
 gmnn-eval "$out/pretrain/best.ckpt" "$ccsdt" --index 50: --json "$out/ccsdt_eval_pretrained.json"
 gmnn-eval "$out/finetune/best.ckpt" "$ccsdt" --index 50: --json "$out/ccsdt_eval_finetuned.json" --plot "$out/parity_ccsdt"
