@@ -338,8 +338,10 @@ class Trainer:
                 self._save("last.ckpt", payload)
                 good_state = self._snapshot()
                 bar.update(1)
-                bar.set_postfix(E_meV_atom=f"{1000 * metrics['energy_per_atom_mae']:.2f}",
-                                F_meV_A=f"{1000 * metrics['forces_mae']:.1f}", best=self.best_epoch)
+                shown = {"E_meV_atom": f"{1000 * metrics['energy_per_atom_mae']:.2f}"}
+                if t.force_weight > 0:
+                    shown["F_meV_A"] = f"{1000 * metrics['forces_mae']:.1f}"
+                bar.set_postfix(**shown, best=self.best_epoch)
                 if t.patience and self.epoch - self.best_epoch >= t.patience:
                     log.info("early stopping at epoch %d (best %d)", self.epoch, self.best_epoch)
                     break
