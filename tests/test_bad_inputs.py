@@ -496,3 +496,10 @@ def test_bad_sample_options_are_one_line_errors(tmp_path, capsys, option, value,
     line = one_line_error(code, capsys.readouterr().err)
     assert re.search(message, line), line
     assert not (tmp_path / "out.xyz").exists()
+
+
+def test_forces_without_any_energy_is_one_line(tmp_path, capsys):
+    """Found by the config fuzz (tests/test_config_fuzz.py): `energy_key: none` with forces passed
+    the label check and ended in a traceback from the energy-shift fit."""
+    line = one_line_error(*run_train(tmp_path, capsys, data={"energy_key": "none"})[::2])
+    assert "no training structure has an energy label" in line, line

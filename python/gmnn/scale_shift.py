@@ -12,6 +12,7 @@ from typing import Sequence
 import numpy as np
 import torch
 
+from .data import DataError
 from .graph import StructureGraph
 
 
@@ -24,7 +25,9 @@ def fit_shift(graphs: Sequence[StructureGraph], n_elements: int, baseline=None) 
     energies the model already predicts (None: zero)."""
     labelled = [k for k, g in enumerate(graphs) if g.energy is not None]
     if not labelled:
-        raise ValueError("cannot fit energy shifts: no structure has an energy label")
+        raise DataError("cannot fit the per-element energy shifts: no training structure has an energy label "
+                        "(energy_key: none, or no energies in the data); gmnn trains on energies, or energies and "
+                        "forces")
     counts = element_counts([graphs[k] for k in labelled], n_elements)
     energies = np.array([graphs[k].energy for k in labelled])
     if baseline is not None:
