@@ -7,7 +7,9 @@ test, and so would a signal (it would kill pytest).
 
 Most examples stop after the Trainer is built (config loaded and validated, data read and
 checked, graphs, model, scale/shift fit, optimizer): the cheap part where the bad values bite.
-A share of them trains for real: 1-2 epochs of a tiny model on 3 ethanol frames.
+A share of them trains for real: 1-2 epochs of a tiny model on 3 ethanol frames. With
+`-m slow`: 5000 such examples, and 500 of gmnn-finetune (all run for real) from a tiny
+pre-trained checkpoint.
 """
 import contextlib
 import io
@@ -19,10 +21,10 @@ import numpy as np
 import pytest
 import torch
 import yaml
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
-from gmnn.cli import train_main
+from gmnn.cli import finetune_main, train_main
 from gmnn.config import field_names
 from gmnn.training import Trainer
 from gmnn_testing import ETHANOL
@@ -155,16 +157,16 @@ def configs(draw, files):
             key = draw(st.sampled_from(FIELDS + UNKNOWN_KEYS))
             value = draw(st.sampled_from(good[key] if key in good and draw(st.booleans()) else EDGE))
         set_path(config, key, value)
-    return config, draw(st.booleans())
+    return config, draw(st.integers(0, 2)) == 0  # a third may train for real
 
 
 EXAMPLE_NUMBERS = itertools.count()
 
 
-def run_config(config, may_train, workdir):
-    """gmnn-train on `config` in a fresh directory: (exit status, stderr, whether it trained).
-    Examples that may not train, or whose config asks for more than 2 epochs, stop once the
-    Trainer is built."""
+def run_config(config, may_train, workdir, main=lambda path: train_main([str(path), "--no-progress"])):
+    """gmnn-train (or `main`) on `config` in a fresh directory: (exit status, stderr, whether it
+    trained). Examples that may not train, or whose config asks for more than 2 epochs, stop
+    once the Trainer is built."""
     here = workdir / f"example{next(EXAMPLE_NUMBERS)}"
     here.mkdir()
     path = here / "config.yaml"
@@ -183,7 +185,7 @@ def run_config(config, may_train, workdir):
     os.chdir(here)  # relative output_dir values land here
     try:
         with stop_early, contextlib.redirect_stderr(err), contextlib.redirect_stdout(io.StringIO()):
-            code = train_main([str(path), "--no-progress"])
+            code = main(path)
     finally:
         os.chdir(cwd)
         torch.set_num_threads(1)
@@ -234,3 +236,42 @@ def test_train_config_fuzz_exits_0_or_with_one_error_line(files, workdir, outcom
 def test_train_config_fuzz_long(files, workdir, outcomes, data):
     """`pytest -m slow tests/test_config_fuzz.py`: ten times the examples."""
     fuzz_one(files, workdir, outcomes, data)
+
+
+# ---- gmnn-finetune: the same edits, a finetune: section, a pre-trained checkpoint ---------------
+
+@pytest.fixture(scope="module")
+def pretrained(files, workdir):
+    config = base_config(files)
+    config["output_dir"] = str(workdir / "pretrained")
+    code, err, trained = run_config(config, True, workdir)
+    assert trained, err
+    return workdir / "pretrained" / "best.ckpt"
+
+
+@st.composite
+def finetune_configs(draw, files):
+    config, _ = draw(configs(files))
+    if isinstance(config, dict):
+        if isinstance(config.get("model"), dict):
+            config["model"] = {k: v for k, v in config["model"].items() if k not in ("hidden", "n_radial", "n_basis",
+                                                                                     "cutoff")}  # the checkpoint's
+        if "finetune" not in config:
+            config["finetune"] = {"selection": draw(st.sampled_from(["validation", "cv"])), "folds": 2}
+        training = config.get("training")
+        epochs = training.get("epochs") if isinstance(training, dict) else None
+        assume(not (type(epochs) is int and epochs > 2))  # a valid long run is not a fuzz example
+    return config
+
+
+@pytest.mark.slow
+@settings(max_examples=500, **FUZZ)
+@given(data=st.data())
+def test_finetune_config_fuzz(files, workdir, pretrained, outcomes, data):
+    """gmnn-finetune --from a tiny pre-trained model, every example run for real (1-2 epochs)."""
+    config = data.draw(finetune_configs(files))
+    main = lambda path: finetune_main([str(path), "--from", str(pretrained), "--no-progress"])
+    code, err, trained = run_config(config, True, workdir, main)
+    outcome = "fine-tuned" if trained else f"finetune exit {code}"
+    outcomes[outcome] = outcomes.get(outcome, 0) + 1
+    assert_clean_exit(code, err, config)
