@@ -13,8 +13,10 @@ def _user_errors():
     from .config import ConfigError
     from .data import DataError
     from .export import ModelFileError
+    from .labelling import LabelError
     from .training import NonFiniteLoss
-    return (ConfigError, DataError, CheckpointError, ModelFileError, NonFiniteLoss, FileNotFoundError, OSError)
+    return (ConfigError, DataError, CheckpointError, ModelFileError, LabelError, NonFiniteLoss, FileNotFoundError,
+            OSError)
 
 
 def _run(fn):
@@ -150,7 +152,8 @@ def label_main(argv=None):
     p = argparse.ArgumentParser(
         prog="gmnn-label",
         description="Reference labels from quantum chemistry (needs `pip install gmnn[qc]`). Every finished "
-                    "structure is appended at once to OUTPUT; re-running skips the ones done.")
+                    "structure is appended at once to OUTPUT; re-running skips the ones done (found by geometry). "
+                    "SIGTERM / Ctrl-C keep every finished structure.")
     p.add_argument("input", help="structures (extxyz/ASE, .npz, ANI .h5); positions in Angstrom")
     p.add_argument("-o", "--output", required=True, help="extxyz file to append labels to")
     p.add_argument("--level", required=True,
@@ -168,15 +171,25 @@ def label_main(argv=None):
 
     def run():
         from .data import parse_index, read_structures
-        from .labelling import Level, label_structures
+        from .labelling import Interrupted, LabelError, Level, label_structures
         level = Level.parse(args.level, density_fit=not args.no_density_fit, frozen_core=args.frozen_core,
                             charge=args.charge, spin=args.spin)
+        if Path(args.output).resolve() == Path(args.input).resolve():
+            raise LabelError(f"output {args.output} is the input: use another file for the labels")
         structures = read_structures(args.input, energy_key="none", forces_key="none", level=args.input_level)
+        if not structures:
+            raise LabelError(f"{args.input}: no structures to label")
         atoms = [s.to_atoms() for s in structures]
         indices = list(range(len(atoms)))[parse_index(args.index)]
-        new = label_structures(atoms, args.output, level, forces=not args.no_forces, workers=args.workers,
-                               threads=args.threads, indices=indices)
-        print(f"{args.output}: {new} structure(s) labelled at {level.name}, {len(indices) - new} already there")
+        if not indices:
+            raise LabelError(f"--index {args.index!r} selects none of the {len(atoms)} structure(s) in {args.input}")
+        try:
+            new = label_structures(atoms, args.output, level, forces=not args.no_forces, workers=args.workers,
+                                   threads=args.threads, indices=indices)
+        except Interrupted as stopped:
+            print(stopped, file=sys.stderr)
+            return stopped.status
+        print(f"{args.output}: {new} structure(s) labelled at {level.describe()}, {len(indices) - new} already there")
         return 0
     return _run(run)
 
