@@ -1,9 +1,10 @@
 """Transfer learning experiment (issue 4, GMNN_SPEC section 2) for ethanol.
 
 1. Pre-train GM-NN on PBE/def2-SVP energies and forces.
-2. For N CCSD(T)/cc-pVDZ structures: fine-tune (energies only; and with forces where CCSD(T)
-   forces exist), train the same model from scratch on the same N, and evaluate the zero-shot
-   baseline (pre-trained model with only its energy shifts re-fitted).
+2. For N CCSD(T)/cc-pVDZ structures: fine-tune as gmnn-finetune does with its defaults (energies
+   only; and with forces where CCSD(T) forces exist), train the same model from scratch on the
+   same N, and write the zero-shot baseline (gmnn-finetune --zero-shot: the pre-trained model
+   with only its energy shifts re-fitted).
 3. Test on held-out CCSD(T) energies (and CCSD(T) forces of a few structures).
 Writes results.json, learning_curve.png into --out (default runs/transfer_learning).
 Finished runs are reused (delete their folder to redo them).
@@ -11,7 +12,6 @@ Finished runs are reused (delete their folder to redo them).
     python examples/transfer_learning/run_experiment.py [--quick]
 """
 import argparse
-import copy
 import json
 from pathlib import Path
 
@@ -22,9 +22,9 @@ from gmnn.checkpoint import load_model
 from gmnn.config import config_from_dict
 from gmnn.data import read_structures
 from gmnn.evaluation import error_metrics, predict_graphs
-from gmnn.finetuning import finetuner, zero_shot
+from gmnn.finetuning import finetune
 from gmnn.graph import build_graphs
-from gmnn.training import Trainer, load_data
+from gmnn.training import Trainer
 
 HERE = Path(__file__).resolve().parent
 KCAL = 23.0605  # kcal/mol per eV
@@ -38,6 +38,16 @@ def run_config(out, train_file, train_index, valid_file, valid_index, model, tra
         "model": model,
         "training": {**training, "force_weight": force_weight},
     })
+
+
+def finetune_config(out, train_file, train_index, settings, force_weight):
+    """gmnn-finetune's config: the data and the label kind; everything else its defaults
+    (config.FINETUNE_TRAINING_DEFAULTS), unless experiment.yaml's finetune_training or finetune
+    sections say more."""
+    return config_from_dict({"output_dir": str(out),
+                             "data": {"train_file": str(train_file), "train_index": train_index},
+                             "training": {"force_weight": force_weight, "threads": 1, **settings["training"]},
+                             "finetune": dict(settings["finetune"])})
 
 
 def trained(config, make_trainer):
@@ -68,9 +78,10 @@ def main():
     cfg = yaml.safe_load(open(args.config))
     data = lambda key: HERE / cfg[key]
     out = Path(args.out)
-    pre_training, small_training = dict(cfg["pretrain_training"]), dict(cfg["small_data_training"])
+    pre_training, small_training = dict(cfg["pretrain_training"]), dict(cfg["scratch_training"])
+    ft_settings = {"training": dict(cfg.get("finetune_training") or {}), "finetune": dict(cfg.get("finetune") or {})}
     if args.quick:
-        pre_training["epochs"], small_training["epochs"] = 5, 5
+        pre_training["epochs"], small_training["epochs"], ft_settings["training"]["epochs"] = 5, 5, 5
 
     # 1. pre-train on PBE (90 % train, 10 % validation)
     n_pbe = len(read_structures(data("pretrain_data")))
@@ -78,6 +89,7 @@ def main():
     pre_cfg = run_config(out / "pretrain", data("pretrain_data"), f"0:{n_pbe - n_val}", data("pretrain_data"),
                          f"{n_pbe - n_val}:", cfg["model"], pre_training, pre_training.get("force_weight", 4.0))
     pretrained = trained(pre_cfg, lambda c: Trainer(c, show_progress=True))
+    pretrained_path = Path(pre_cfg.output_dir) / "best.ckpt"
 
     elements = pretrained.atomic_numbers
     pool_start, pool_stop = (int(x) for x in cfg["fine_tune_pool"].split(":"))
@@ -98,33 +110,36 @@ def main():
     for n in cfg["sizes"]:
         if pool_start + n > pool_stop:
             continue
-        # of the N structures, 20 % (at least 2) validate for early stopping, the rest train
-        n_valid = max(2, n // 5)
-        index = f"{pool_start}:{pool_start + n - n_valid}"
-        valid_index = f"{pool_start + n - n_valid}:{pool_start + n}"
         row = {"n": n}
-        def finetune_and_scratch(kind, train_file, train_index, valid_index, force_weight):
-            """Fine-tune the pre-trained model and train from scratch (3x the lr) on the same data."""
-            make = lambda name, lr_scale: run_config(
-                out / f"n{n}" / f"{name}_{kind}", train_file, train_index, train_file, valid_index, cfg["model"],
-                {**small_training, "lr": small_training["lr"] * lr_scale}, force_weight)
-            ft_cfg = make("finetune", 1.0)
-            ft_cfg.finetune.layer_lr_factor = cfg["layer_lr_factor"]
-            ft = trained(ft_cfg, lambda c: finetuner(c, copy.deepcopy(pretrained), show_progress=False))
-            scratch = trained(make("scratch", 3.0), lambda c: Trainer(c, show_progress=False))
+        def finetune_and_scratch(kind, train_file, first, force_weight):
+            """Fine-tune the pre-trained model as gmnn-finetune does (the epoch chosen by k-fold
+            cross-validation over all N, then a fit on all N) and train from scratch (3x the lr)
+            as gmnn-train does (20 % of the N validate, best epoch)."""
+            ft_cfg = finetune_config(out / f"n{n}" / f"finetune_{kind}", train_file, f"{first}:{first + n}",
+                                     ft_settings, force_weight)
+            if not (Path(ft_cfg.output_dir) / "final_metrics.json").exists():
+                finetune(ft_cfg, pretrained_path, show_progress=False, overwrite=True)
+            ft = load_model(Path(ft_cfg.output_dir) / "best.ckpt")
+            n_valid = max(2, n // 5)
+            scratch_cfg = run_config(out / f"n{n}" / f"scratch_{kind}", train_file, f"{first}:{first + n - n_valid}",
+                                     train_file, f"{first + n - n_valid}:{first + n}", cfg["model"],
+                                     {**small_training, "lr": 3 * small_training["lr"]}, force_weight)
+            scratch = trained(scratch_cfg, lambda c: Trainer(c, show_progress=False))
             return test_errors(ft, test, force_graphs), test_errors(scratch, test, force_graphs)
 
         row["finetune_energy_only"], row["scratch_energy_only"] = finetune_and_scratch(
-            "energy", data("ccsdt_energies"), index, valid_index, 0.0)
-        zs_cfg = run_config(out / f"n{n}" / "zero_shot", data("ccsdt_energies"), f"{pool_start}:{pool_start + n}",
-                            data("ccsdt_energies"), valid_index, cfg["model"], small_training, 0.0)
-        row["zero_shot"] = test_errors(zero_shot(pretrained, load_data(zs_cfg, elements)), test, force_graphs)
+            "energy", data("ccsdt_energies"), pool_start, 0.0)
+        zs_cfg = finetune_config(out / f"n{n}" / "zero_shot", data("ccsdt_energies"), f"{pool_start}:{pool_start + n}",
+                                 ft_settings, 0.0)
+        if not (Path(zs_cfg.output_dir) / "final_metrics.json").exists():
+            finetune(zs_cfg, pretrained_path, show_progress=False, overwrite=True, zero_shot_only=True)
+        row["zero_shot"] = test_errors(load_model(Path(zs_cfg.output_dir) / "best.ckpt"), test, force_graphs)
         if len(force_train) >= n:
             # with CCSD(T) forces, on the first n force-labelled structures
             subset = out / f"n{n}" / "forces_train.xyz"
             _write(force_train[:n], subset)
             row["finetune_with_forces"], row["scratch_with_forces"] = finetune_and_scratch(
-                "forces", subset, f"0:{n - n_valid}", f"{n - n_valid}:", 4.0)
+                "forces", subset, 0, 4.0)
         results["runs"].append(row)
         print(json.dumps(row), flush=True)
     results["test_structures"] = len(test)
