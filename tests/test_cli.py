@@ -40,7 +40,7 @@ def test_train_writes_checkpoints_metrics_and_summary(trained):
 
 def test_resume_after_completion_adds_no_epochs(trained):
     run("gmnn-train", "train.yaml", "--resume", "--no-progress", cwd=trained)
-    assert len((trained / "run" / "metrics.csv").read_text().strip().splitlines()) == 1 + 3
+    assert len((trained / "run" / "metrics.csv").read_text().strip().splitlines()) == 1 + 1 + 3  # header, epoch 0, epochs 1-3
 
 
 def test_eval_table_json_and_plot(trained):
