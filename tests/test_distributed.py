@@ -44,4 +44,4 @@ def test_two_processes_equal_one_process_with_the_combined_batch(tmp_path):
     assert moved > 1e-3, moved
     rows = lambda run: (tmp_path / run / "metrics.csv").read_text().splitlines()[1:]
     for ra, rb in zip(rows("single"), rows("multi")):
-        assert float(ra.split(",")[2]) == pytest.approx(float(rb.split(",")[2]), rel=1e-9)  # train loss
+        assert float(ra.split(",")[2]) == pytest.approx(float(rb.split(",")[2]), rel=1e-9, nan_ok=True)  # train loss (NaN at epoch 0)

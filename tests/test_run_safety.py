@@ -93,7 +93,7 @@ def test_overwrite_replaces_the_old_run_without_stale_rows(run_copy):
     stale.write_bytes(b"half a checkpoint")
     config = write_config(run_copy.parent / "train.yaml", run_copy, epochs=1)
     assert train_main([str(config), "--overwrite", "--no-progress"]) == 0
-    assert metric_epochs(run_copy) == [1]  # the old run had epochs 1 and 2
+    assert metric_epochs(run_copy) == [0, 1]  # the old run had epochs 0, 1 and 2
     assert load_checkpoint(run_copy / "last.ckpt")["epoch"] == 1
     assert json.loads((run_copy / "final_metrics.json").read_text())["best_epoch"] in (0, 1)
     assert not stale.exists() and not (run_copy / LOCK).exists()
@@ -106,7 +106,7 @@ def test_finetune_refuses_a_finished_run_directory_unless_overwrite(run_copy, fi
     line = one_error_line(capsys)
     assert str(run_copy) in line and "--resume" in line and "--overwrite" in line
     assert finetune_main(args + ["--overwrite"]) == 0
-    assert metric_epochs(run_copy) == [1]
+    assert metric_epochs(run_copy) == [0, 1]
 
 
 # ---- 2, 6 and 7. the lock, signals, kill -9, and the epoch the message names -----------------
@@ -193,7 +193,7 @@ def test_kill_9_leaves_a_stale_lock_and_temporary_that_the_next_run_cleans(run_c
     assert f"PID {victim.pid}" in caplog.text and "taking over" in caplog.text, caplog.text
     assert not leftovers[0].exists()
     assert all(p.read_text() == "the user's" for p in unrelated)
-    assert metric_epochs(run_copy) == [1, 2, 3]
+    assert metric_epochs(run_copy) == [0, 1, 2, 3]
     assert not (run_copy / LOCK).exists()
 
 
@@ -305,7 +305,7 @@ def test_resume_with_a_changed_architecture_names_the_fields(run_copy, capsys):
     for part in ("last.ckpt", "model.hidden", "[4, 4]", "[8, 8]", "model.cutoff", "4.0", "5.0"):
         assert part in line, (part, line)
     assert "model.n_radial" not in line
-    assert metric_epochs(run_copy) == [1, 2]
+    assert metric_epochs(run_copy) == [0, 1, 2]
 
 
 def test_resume_of_a_finetune_with_other_frozen_layers_says_so(tmp_path, finished, capsys):
