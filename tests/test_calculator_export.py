@@ -44,7 +44,7 @@ def test_object_checkpoint_and_export_give_the_same_results(model_files, ethanol
 def test_export_metadata(model_files):
     _, _, pt = model_files
     meta = read_metadata(pt)
-    assert meta["format_version"] == "1"
+    assert meta["format_version"] == "2"
     assert meta["atomic_numbers"] == "1 6 8"
     assert float(meta["cutoff"]) == 5.0
     assert meta["dtype"] == "float64" and meta["units"] == "metal"

@@ -115,3 +115,33 @@ def test_float32_model_agrees_with_float64():
     a64.calc, a32.calc = GMNNCalculator(m64), GMNNCalculator(m32)
     assert a32.get_potential_energy() == pytest.approx(a64.get_potential_energy(), abs=1e-4)
     np.testing.assert_allclose(a32.get_forces(), a64.get_forces(), atol=1e-4)
+
+
+def test_float32_energy_of_a_hundred_thousand_atoms_does_not_drift(tmp_path):
+    """The per-element shifts (-1029.4567 eV for carbon here) are added in float64 in a float32
+    model: its 10^5-atom energy is the float64 model's to 1e-9 relative (0.1 eV of 1e8 eV),
+    through the model object, its export and GMNN.predict. With float32 shifts it was 3.4e-8
+    off (3.5 eV: the rounding of the shift, 10^5 times). A 1e-7 bound would not see that:
+    float32 rounds any number by at most 6e-8 of itself."""
+    from gmnn import export_model
+    from gmnn.graph import GraphBatch
+    from gmnn.neighbors import neighbor_list
+    from gmnn_testing import cheap_carbon_model, hundred_thousand_carbon_atoms
+    atoms = hundred_thousand_carbon_atoms()
+    m64, m32 = cheap_carbon_model("float64"), cheap_carbon_model("float32")
+    assert m32.scale_shift.shift.dtype == torch.float64
+    reference = energy(GMNNCalculator(m64), atoms)
+    energies = {"model": energy(GMNNCalculator(m32), atoms),
+                "export": energy(GMNNCalculator(export_model(m64, tmp_path / "m32.pt", dtype="float32")), atoms)}
+    nl = neighbor_list(atoms.positions, m32.cutoff, atoms.cell.array, atoms.pbc)
+    n = len(atoms)
+    batch = GraphBatch(species=torch.zeros(n, dtype=torch.long), centers=torch.from_numpy(nl.centers),
+                       neighbors=torch.from_numpy(nl.neighbors), edge_vectors=torch.from_numpy(nl.vectors),
+                       atom_structure=torch.zeros(n, dtype=torch.long), n_atoms=torch.tensor([n]),
+                       volume=torch.tensor([atoms.get_volume()]), energy=None, forces=None, force_mask=None)
+    with torch.no_grad():
+        energies["predict"] = float(m32.predict(batch, forces=False)["energy"][0])
+    for name, e in energies.items():
+        print(f"{name}: float32 {e:.6f} eV, float64 {reference:.6f} eV, relative {(e - reference) / reference:.2e}")
+    for name, e in energies.items():
+        assert abs(e - reference) < 1e-9 * abs(reference), (name, e, reference)

@@ -198,10 +198,11 @@ Model::Model(const std::string &path, const std::string &device, int local_rank)
   } catch (const std::exception &) {
     fail(path, "bad gmnn/format_version '" + version + "'");
   }
-  if (format_version_ != kFormatVersion)
+  if (format_version_ < kOldestFormatVersion || format_version_ > kFormatVersion)
     fail(path, "format_version " + std::to_string(format_version_) +
                    " is not supported; this build of gmnn reads format_version " +
-                   std::to_string(kFormatVersion) + " (re-export the model or update gmnn)");
+                   std::to_string(kOldestFormatVersion) + " to " + std::to_string(kFormatVersion) +
+                   " (re-export the model or update gmnn)");
 
   const std::string units = trim(extra["gmnn/units"]);
   if (units != "metal")
@@ -360,6 +361,7 @@ void Model::evaluate_pass(const double *edge_vectors, const int64_t *centers,
                              c10::str(energies.sizes()) + ", expected [" +
                              std::to_string(n_centers) + "]");
 
+  // format 2: float64 already (the shifts are added in float64); format 1: the model dtype
   torch::Tensor e_cpu = energies.detach().to(torch::kCPU, torch::kFloat64).contiguous();
   out.atomic_energies.assign(e_cpu.data_ptr<double>(), e_cpu.data_ptr<double>() + n_centers);
   double total = 0.0;

@@ -14,8 +14,11 @@
 
 namespace gmnn {
 
-// The model-file format version this build reads.
-constexpr int kFormatVersion = 1;
+// The model-file format version gmnn-export writes, and the oldest this build still reads
+// (docs/model_file.md). 2: forward returns float64 atomic energies in any model dtype; 1: in
+// the model dtype. Model::evaluate converts both to float64.
+constexpr int kFormatVersion = 2;
+constexpr int kOldestFormatVersion = 1;
 
 // Default number of atoms (centres) per forward/backward pass, for pair_style gmnn
 // (atoms_per_pass) and gmnn._native (Model.atoms_per_pass). The Python calculator has the same

@@ -11,7 +11,9 @@ import torch
 from . import __version__
 from .model import DTYPES, GMNN
 
-FORMAT_VERSION = 1
+# 2: forward returns float64 atomic energies whatever the model dtype (the shifts are added in
+# float64); 1: in the model dtype. Both are read (docs/model_file.md).
+FORMAT_VERSION = 2
 META_KEYS = ("format_version", "gmnn_version", "cutoff", "atomic_numbers", "dtype", "units", "checksum")
 
 

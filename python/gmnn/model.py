@@ -100,12 +100,22 @@ class AtomicNetwork(nn.Module):
 
 
 class ElementScaleShift(nn.Module):
-    """E_i = scale[Z_i] * E_i^NN + shift[Z_i]. Fitted from data (see `fit_scale_shift`)."""
+    """E_i = scale[Z_i] * E_i^NN + shift[Z_i]. Fitted from data (see `fit_scale_shift`).
+
+    The shifts stay float64 in a float32 model (as in apax): they are large (about -1030 eV for
+    carbon), float32 rounds them by up to 6e-8 of themselves, and a 10^5-atom energy sums that
+    (3.6 eV in tests/test_physics.py). `model.to(...)` moves them with the model, in float64."""
 
     def __init__(self, n_elements: int):
         super().__init__()
         self.scale = nn.Parameter(torch.ones(n_elements), requires_grad=False)
-        self.shift = nn.Parameter(torch.zeros(n_elements), requires_grad=False)
+        self.shift = nn.Parameter(torch.zeros(n_elements, dtype=torch.float64), requires_grad=False)
+
+    def _apply(self, fn, recurse=True):
+        exact = self.shift.detach().clone()
+        super()._apply(fn, recurse)
+        self.shift.data = exact.to(self.shift.device)
+        return self
 
 
 class GMNN(nn.Module):
@@ -134,9 +144,10 @@ class GMNN(nn.Module):
 
     def forward(self, edge_vectors: torch.Tensor, centers: torch.Tensor, neighbors: torch.Tensor,
                 species: torch.Tensor, n_centers: int) -> torch.Tensor:
-        """Atomic energies (eV) of atoms 0..n_centers-1; see docs/model_file.md."""
+        """Atomic energies (eV, float64 in any model dtype) of atoms 0..n_centers-1; see
+        docs/model_file.md."""
         energies = self.scaled_network_energies(edge_vectors, centers, neighbors, species, n_centers)
-        return energies + self.scale_shift.shift[species[:n_centers]]
+        return energies.to(torch.float64) + self.scale_shift.shift[species[:n_centers]]
 
     # ---- Python conveniences -----------------------------------------------------------
     @property
@@ -164,8 +175,8 @@ class GMNN(nn.Module):
         n_atoms = batch.species.shape[0]
         network_part = self.scaled_network_energies(edge_vectors, batch.centers, batch.neighbors,
                                                     batch.species, n_atoms)
-        # the shift is large (hundreds of eV per atom); accumulate it in float64
-        atomic = network_part.double() + self.scale_shift.shift.double()[batch.species]
+        # the shift is large (hundreds of eV per atom): float64, as in forward
+        atomic = network_part.double() + self.scale_shift.shift[batch.species]
         energy = torch.zeros(batch.n_structures, dtype=torch.float64, device=atomic.device)
         energy = energy.index_add(0, batch.atom_structure, atomic)
         out = {"energy": energy, "atomic_energies": atomic}

@@ -263,3 +263,48 @@ run 0
     lines = proc.stdout.splitlines()
     k = next(i for i, line in enumerate(lines) if line.split()[:2] == ["Step", "PotEng"])
     assert abs(float(lines[k + 1].split()[1]) - reference(calculator, atoms)["energy"]) < TOL
+
+
+def test_float32_energy_of_a_hundred_thousand_atoms_matches_float64(inproc, tmp_path):
+    """pair gmnn with a float32 model file (format 2: float64 atomic energies, the shifts added
+    in float64) gives the float64 energy of 10^5 carbon atoms to 1e-9 relative; with the float32
+    shifts of format 1 it was 3.4e-8 (3.6 eV) off. tests/test_physics.py has the Python side."""
+    import gmnn
+    from gmnn_testing import cheap_carbon_model, hundred_thousand_carbon_atoms
+    from ase.io import write
+    atoms = hundred_thousand_carbon_atoms()
+    data = tmp_path / "carbon.data"
+    write(str(data), atoms, format="lammps-data", specorder=["C"], atom_style="atomic", masses=True)
+    model = cheap_carbon_model("float64")
+    energies = {}
+    for dtype in ("float64", "float32"):
+        path = gmnn.export_model(model, tmp_path / f"c_{dtype}.pt", dtype=dtype)
+        energies[dtype] = inproc.run(lammps_header(data, True) + f"""
+pair_style gmnn
+pair_coeff * * {path} C
+run 0
+""", per_atom=False)["pe"]
+    e32, e64 = energies["float32"], energies["float64"]
+    print(f"{len(atoms)} atoms: float32 {e32:.6f} eV, float64 {e64:.6f} eV, relative {(e32 - e64) / e64:.2e}")
+    assert abs(e32 - e64) < 1e-9 * abs(e64), (e32, e64)
+
+
+def test_format_1_model_file_still_runs(inproc, tmp_path):
+    """Model files of format 1 (forward returns the model dtype; the shipped fine-tuned ethanol
+    model is one) load and give the Python calculator's results on the same file."""
+    from gmnn.calculator import GMNNCalculator
+    from gmnn.export import read_metadata
+    from gmnn_testing import FORMAT_1_MODEL as path
+    assert read_metadata(path)["format_version"] == "1"
+    atoms, periodic, data = prepare("box", tmp_path)
+    ref = reference(GMNNCalculator(path), atoms)
+    out = inproc.run(lammps_header(data, periodic) + f"""
+pair_style gmnn
+pair_coeff * * {path} C H O
+{PER_ATOM}
+run 0
+""")
+    de = abs(out["pe"] - ref["energy"])
+    df = np.abs(out["forces"] - ref["forces"]).max()
+    print(f"format 1, float32: |dE| = {de:.2e} eV (E = {ref['energy']:.3f}), max|dF| = {df:.2e} eV/A")
+    assert de < 2e-3 and df < 1e-4, (de, df)
