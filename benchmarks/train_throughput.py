@@ -22,10 +22,10 @@ from ase.build import bulk
 from gmnn import build_model
 from gmnn.data import read_structures
 from gmnn.graph import build_graphs, collate
+from gmnn.loss import loss_terms
 from gmnn.model import forces_from_edge_gradients
 from gmnn.neighbors import neighbor_list
 from gmnn.scale_shift import fit_scale_shift
-from gmnn.training import loss_terms
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT / "data"

@@ -18,7 +18,8 @@ from gmnn.calculator import GMNNCalculator
 from gmnn.config import config_from_dict
 from gmnn.data import DataError, read_structures
 from gmnn.neighbors import neighbor_list
-from gmnn.training import Trainer, load_data
+from gmnn.dataset import load_data
+from gmnn.training import Trainer
 from gmnn_testing import ANI, ETHANOL, small_model
 
 
@@ -234,7 +235,7 @@ def test_training_without_force_labels_warns_and_uses_energies(tmp_path, caplog)
     ase.io.write(p, atoms, format="extxyz")
     config = ethanol_config(tmp_path, data={"train_file": str(p), "valid_file": str(p), "train_index": "0:20",
                                             "valid_index": "20:", "energy_unit": "eV"}, force_weight=4.0)
-    with caplog.at_level(logging.WARNING, logger="gmnn.training"):
+    with caplog.at_level(logging.WARNING, logger="gmnn.dataset"):
         load_data(config)
     assert "no structure has forces" in caplog.text
     config.training.energy_weight = 0.0

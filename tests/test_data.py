@@ -100,8 +100,10 @@ def test_missing_level_lists_the_available_ones():
 
 
 def test_unknown_element_for_model(ethanol_structures):
+    """A typed error (fine-tuning catches it to offer --add-elements) that names the structure."""
+    from gmnn.data import UnknownElementError
     from gmnn.graph import structure_graph
-    with pytest.raises(DataError, match=r"rmd17_ethanol_100.xyz\[0\].*\['O'\] unknown to the model"):
+    with pytest.raises(UnknownElementError, match=r"rmd17_ethanol_100.xyz\[0\].*\['O'\] unknown to the model"):
         structure_graph(ethanol_structures[0], [1, 6], 5.0)
 
 

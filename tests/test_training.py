@@ -9,7 +9,8 @@ from gmnn.checkpoint import load_checkpoint
 from gmnn.config import ConfigError, config_from_dict
 from gmnn.evaluation import error_metrics, predict_graphs
 from gmnn.scale_shift import fit_scale_shift
-from gmnn.training import Trainer, load_data, param_groups
+from gmnn.dataset import load_data
+from gmnn.training import Trainer, param_groups
 from gmnn_testing import ETHANOL
 
 

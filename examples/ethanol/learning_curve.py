@@ -16,10 +16,11 @@ import numpy as np
 import torch
 
 from gmnn.config import load_config
+from gmnn.dataset import load_data
 from gmnn.evaluation import error_metrics, predict_graphs
 from gmnn.model import GMNN, ModelOptions
 from gmnn.scale_shift import fit_scale_shift
-from gmnn.training import Trainer, load_data
+from gmnn.training import Trainer
 
 HERE = Path(__file__).resolve().parent
 

@@ -26,6 +26,10 @@ class DataError(ValueError):
     """Bad reference data; the message names file, structure and field."""
 
 
+class UnknownElementError(DataError):
+    """A structure has an element the model does not know (fine-tuning can add it)."""
+
+
 @dataclass
 class Structure:
     numbers: np.ndarray                 # (N,) atomic numbers

@@ -17,12 +17,13 @@ import torch
 from . import rundir
 from .checkpoint import load_model
 from .config import FINETUNE_TRAINING_DEFAULTS, Config, ConfigError, FinetuneConfig, given
-from .data import DataError
+from .data import DataError, UnknownElementError
 from .model import GMNN, ModelOptions
 from .scale_shift import fit_scale_shift
 from .evaluation import write_json
 from .selection import CVResult, cross_validate
-from .training import PreparedData, Trainer, load_data, param_groups
+from .dataset import PreparedData, graphs_of, read_splits
+from .training import Trainer, param_groups
 
 log = logging.getLogger(__name__)
 
@@ -49,19 +50,15 @@ def extend_elements(model: GMNN, new_numbers: Sequence[int]) -> GMNN:
 
 def prepare(config: Config, pretrained: GMNN, add_elements: bool = False):
     """Data for fine-tuning in the pre-trained model's element order (extending it if asked)."""
+    splits = read_splits(config)
     try:
-        data = load_data(config, pretrained.atomic_numbers, pretrained.cutoff)
-    except DataError as exc:
-        if "unknown to the model" not in str(exc) or not add_elements:
-            if "unknown to the model" in str(exc):
-                raise DataError(f"{exc}; pass --add-elements to add new elements to the pre-trained model") from None
-            raise
-        probe = copy.deepcopy(config)
-        probe.model.elements = None
-        elements = load_data(probe).elements
-        pretrained = extend_elements(pretrained, elements)
+        data = graphs_of(splits, pretrained.atomic_numbers, pretrained.cutoff)
+    except UnknownElementError as exc:
+        if not add_elements:
+            raise UnknownElementError(f"{exc}; pass --add-elements to add new elements to the pre-trained model") from None
+        pretrained = extend_elements(pretrained, {int(z) for s in splits.train for z in s.numbers})
         log.info("added elements: model now knows %s", pretrained.symbols)
-        data = load_data(config, pretrained.atomic_numbers, pretrained.cutoff)
+        data = graphs_of(splits, pretrained.atomic_numbers, pretrained.cutoff)
     return pretrained, data
 
 

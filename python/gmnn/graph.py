@@ -6,7 +6,7 @@ from typing import List, Optional, Sequence
 import numpy as np
 import torch
 
-from .data import DataError, Structure
+from .data import DataError, Structure, UnknownElementError
 from .neighbors import neighbor_list
 
 
@@ -61,8 +61,8 @@ def structure_graph(structure: Structure, model_numbers: Sequence[int], cutoff: 
         from ase.data import chemical_symbols
         unknown = sorted({chemical_symbols[z] for z in structure.numbers[species < 0]})
         known = " ".join(chemical_symbols[z] for z in model_numbers)
-        raise DataError(f"{structure.source}: field 'numbers': element(s) {unknown} unknown to the model "
-                        f"(elements: {known})")
+        raise UnknownElementError(f"{structure.source}: field 'numbers': element(s) {unknown} unknown to the model "
+                                  f"(elements: {known})")
     try:
         nl = neighbor_list(structure.positions, cutoff, structure.cell, structure.pbc)
     except ValueError as exc:  # coincident atoms, a bad cell: name the structure

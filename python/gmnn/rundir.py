@@ -18,6 +18,7 @@ import errno
 import fcntl
 import logging
 import os
+import shutil
 import signal
 import socket
 import sys
@@ -35,7 +36,7 @@ log = logging.getLogger(__name__)
 LOCK_NAME = ".gmnn.lock"
 RUN_FILES = ("best.ckpt", "last.ckpt", "metrics.csv", "final_metrics.json", "cross_validation.json")  # a directory with any holds a run
 OTHER_FILES = ("config.json",)  # rewritten by every run; removed by --overwrite too
-STALE_FILES = ("metrics.tmp", ".write_test")  # temporaries of training.py a kill -9 may leave
+STALE_FILES = ("metrics.tmp", ".write_test")  # temporaries (training.py, check_output_dir) a kill -9 may leave
 # errors of flock on file systems without it (Lustre without -o flock, some FUSE mounts)
 NO_FLOCK = {errno.ENOLCK, errno.EOPNOTSUPP, errno.ENOTSUP, errno.ENOSYS, errno.EINVAL}
 
@@ -176,6 +177,32 @@ def _on_sigterm(handler):
     previous = signal.getsignal(signal.SIGTERM)
     signal.signal(signal.SIGTERM, handler)
     return previous
+
+
+def check_output_dir(path: Path, needed_bytes: int = 0) -> None:
+    """Fail before training, not after hours, if results cannot be written: the directory must
+    be writable and hold `needed_bytes` (the checkpoints a run keeps, plus a temporary copy)."""
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        probe = path / ".write_test"
+        with open(probe, "wb") as f:
+            f.write(b"\0" * 65536)
+            f.flush()
+            os.fsync(f.fileno())
+        probe.unlink()
+    except OSError as exc:
+        raise OSError(f"output directory {path} is not writable: {exc}") from exc
+    free = shutil.disk_usage(path).free
+    if free < needed_bytes:
+        raise OSError(f"output directory {path} has {free / 2**20:.1f} MiB free, but training needs about "
+                      f"{needed_bytes / 2**20:.1f} MiB for its checkpoints (best, last and a temporary copy); "
+                      "free some space or choose another output_dir")
+
+
+def checkpoint_bytes(model) -> int:
+    """Size of one checkpoint: parameters plus the optimizer's two moment buffers, with slack."""
+    parameter_bytes = sum(p.numel() * p.element_size() for p in model.parameters())
+    return int(3.2 * parameter_bytes) + 2**20
 
 
 def stored_epoch(checkpoint: Path) -> Optional[int]:

@@ -8,10 +8,8 @@ import csv
 import logging
 import math
 import os
-import shutil
 import signal
 import time
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence
 
@@ -22,41 +20,19 @@ from tqdm import tqdm
 from . import __version__
 from .checkpoint import CheckpointError, load_checkpoint, model_differences, save_checkpoint
 from . import distributed, rundir
-from .config import Config, ConfigError, config_from_dict, config_to_dict
-from .data import DataError, check_energy_outliers, energy_outliers, read_structures, split_indices
-from .evaluation import Predictions, error_metrics, format_table, predict_graphs, write_json
-from .graph import StructureGraph, build_graphs, collate
+from .config import Config, ConfigError, config_to_dict
+from .dataset import PreparedData, load_data
+from .evaluation import error_metrics, format_table, predict_graphs, write_json
+from .graph import collate
+from .loss import loss_terms, validation_loss
 from .model import GMNN, ModelOptions
+from .rundir import check_output_dir, checkpoint_bytes
 from .scale_shift import fit_scale_shift
 
 log = logging.getLogger(__name__)
 
 METRIC_COLUMNS = ["epoch", "lr", "train_loss", "valid_loss", "valid_energy_mae", "valid_energy_rmse",
                   "valid_energy_per_atom_mae", "valid_forces_mae", "valid_forces_rmse", "seconds"]
-
-
-def loss_terms(out: Dict[str, torch.Tensor], batch, energy_weight: float, force_weight: float) -> torch.Tensor:
-    """w_E * mean_b (E_b - E_ref)^2 / N_b  +  w_F * mean over atoms and components |F - F_ref|^2."""
-    loss = torch.zeros((), dtype=torch.float64)
-    if energy_weight > 0 and batch.energy is not None:
-        loss = loss + energy_weight * ((out["energy"] - batch.energy) ** 2 / batch.n_atoms).mean()
-    if force_weight > 0 and batch.forces is not None:
-        mask = batch.force_mask
-        diff = out["forces"][mask].double() - batch.forces[mask]
-        loss = loss + force_weight * (diff**2).mean()
-    return loss
-
-
-def validation_loss(p: Predictions, energy_weight: float, force_weight: float) -> float:
-    """The training loss evaluated on a whole set (what early stopping watches)."""
-    total = 0.0
-    has_e = np.isfinite(p.energy_ref)
-    if energy_weight > 0 and has_e.any():
-        total += energy_weight * float(np.mean((p.energy - p.energy_ref)[has_e] ** 2 / p.n_atoms[has_e]))
-    has_f = np.all(np.isfinite(p.forces_ref), axis=1)
-    if force_weight > 0 and has_f.any():
-        total += force_weight * float(np.mean((p.forces - p.forces_ref)[has_f] ** 2))
-    return total
 
 
 def param_groups(model: GMNN, lr: float, layer_lr_factor: float = 1.0, freeze: Sequence[str] = ()) -> List[dict]:
@@ -95,94 +71,6 @@ class NonFiniteLoss(RuntimeError):
 
 
 MAX_ROLLBACKS = 5  # NaN/inf losses in a row before training gives up
-
-
-@dataclass
-class PreparedData:
-    train: List[StructureGraph]
-    valid: List[StructureGraph]
-    test: List[StructureGraph]
-    elements: List[int]
-
-
-def load_data(config: Config, elements: Optional[List[int]] = None, cutoff: Optional[float] = None) -> PreparedData:
-    """Structures of the config's files as graphs; `elements` and `cutoff` default to the
-    config's (a fine-tune passes its pre-trained model's)."""
-    d = config.data
-    read = lambda path, index=":": read_structures(path, energy_key=d.energy_key, forces_key=d.forces_key,
-                                                   energy_unit=d.energy_unit, force_unit=d.force_unit,
-                                                   length_unit=d.length_unit, level=d.level, index=index)
-    structures = read(d.train_file, d.train_index)
-    if d.valid_file:
-        train_s, valid_s = structures[:d.n_train] if d.n_train else structures, read(d.valid_file, d.valid_index)
-        if d.n_valid:
-            valid_s = valid_s[:d.n_valid]
-    else:
-        n_train = d.n_train if d.n_train is not None else len(structures) - d.n_valid
-        tr, va = split_indices(len(structures), n_train, d.n_valid, d.split_seed, d.shuffle_split)
-        train_s, valid_s = [structures[k] for k in tr], [structures[k] for k in va]
-    test_s = read(d.test_file) if d.test_file else []
-    check_labels(train_s + valid_s, config)
-    check_energy_outliers(test_s, d.energy_outlier_limit, reference=train_s + valid_s)  # test_file's units
-    if elements is None:
-        if config.model.elements:
-            from ase.data import atomic_numbers
-            elements = sorted(atomic_numbers[s] for s in config.model.elements)
-        else:
-            elements = sorted({int(z) for s in train_s for z in s.numbers})
-    if cutoff is None:
-        cutoff = ModelOptions.from_config(config.model, elements).cutoff
-    return PreparedData(build_graphs(train_s, elements, cutoff, progress=True),
-                        build_graphs(valid_s, elements, cutoff, progress=True),
-                        build_graphs(test_s, elements, cutoff, progress=True), elements)
-
-
-def check_labels(structures, config: Config) -> None:
-    """Labels that cannot train what the config asks for: an error or a loud warning now,
-    not a model that silently learned something else."""
-    t, d = config.training, config.data
-    has_energy = any(s.energy is not None for s in structures)
-    has_forces = any(s.forces is not None for s in structures)
-    if not (has_energy and t.energy_weight > 0) and not (has_forces and t.force_weight > 0):
-        raise DataError(f"{d.train_file}: no labels to train on: energies {'found' if has_energy else 'missing'} "
-                        f"(energy_weight {t.energy_weight}), forces {'found' if has_forces else 'missing'} "
-                        f"(force_weight {t.force_weight}); set data.energy_key / forces_key?")
-    if t.force_weight > 0 and not has_forces:
-        log.warning("%s: no structure has forces, so training uses energies only (force_weight %g has no "
-                    "effect); set training.force_weight: 0 to say so", d.train_file, t.force_weight)
-    if d.energy_outlier_limit is not None:
-        outliers = energy_outliers(structures, d.energy_outlier_limit)
-        if outliers:
-            listed = ", ".join(f"{src} ({dev:.1f} eV/atom)" for src, dev in outliers[:5])
-            raise DataError(f"{len(outliers)} structure(s) lie more than {d.energy_outlier_limit} eV/atom from a "
-                            f"per-element fit of all energies: {listed}. Mixed energy units or levels of theory? "
-                            "Fix the data, or set data.energy_outlier_limit: null to train anyway")
-
-
-def check_output_dir(path: Path, needed_bytes: int = 0) -> None:
-    """Fail before training, not after hours, if results cannot be written: the directory must
-    be writable and hold `needed_bytes` (the checkpoints a run keeps, plus a temporary copy)."""
-    try:
-        path.mkdir(parents=True, exist_ok=True)
-        probe = path / ".write_test"
-        with open(probe, "wb") as f:
-            f.write(b"\0" * 65536)
-            f.flush()
-            os.fsync(f.fileno())
-        probe.unlink()
-    except OSError as exc:
-        raise OSError(f"output directory {path} is not writable: {exc}") from exc
-    free = shutil.disk_usage(path).free
-    if free < needed_bytes:
-        raise OSError(f"output directory {path} has {free / 2**20:.1f} MiB free, but training needs about "
-                      f"{needed_bytes / 2**20:.1f} MiB for its checkpoints (best, last and a temporary copy); "
-                      "free some space or choose another output_dir")
-
-
-def checkpoint_bytes(model: torch.nn.Module) -> int:
-    """Size of one checkpoint: parameters plus the optimizer's two moment buffers, with slack."""
-    parameter_bytes = sum(p.numel() * p.element_size() for p in model.parameters())
-    return int(3.2 * parameter_bytes) + 2**20
 
 
 class Trainer:
