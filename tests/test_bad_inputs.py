@@ -354,7 +354,8 @@ def test_cuda_device_without_cuda_is_one_line(tmp_path, capsys, monkeypatch):
 
 
 def test_every_config_field_has_a_rule():
-    from gmnn.config import RULES, field_names
+    from gmnn.config import field_names
+    from gmnn.config_rules import RULES
     assert sorted(field_names()) == sorted(RULES)
 
 

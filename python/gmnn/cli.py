@@ -70,7 +70,7 @@ def eval_main(argv=None):
     args = p.parse_args(argv)
 
     def run():
-        from .config import at_least, check_option
+        from .config_rules import at_least, check_option
         from .data import check_energy_outliers, read_structures
         from .evaluation import check_energies_against_model, evaluate, format_table, write_json
         from .export import as_loaded_model
@@ -211,7 +211,7 @@ def sample_main(argv=None):
     args = p.parse_args(argv)
 
     def run():
-        from .config import at_least, check_option, positive_number
+        from .config_rules import at_least, check_option, positive_number
         from .data import read_structures
         from .sampling import sample_md
         for option, value, rule in (("--temperature", args.temperature, positive_number("K")),
