@@ -257,12 +257,17 @@ def save_pretrained(tmp_path, model):
     return path
 
 
-def test_cv_selection_fits_all_structures_and_stops_at_the_best_pooled_epoch(tmp_path, hf_labels, trained_ethanol_model):
-    """The fit uses train + valid (20 structures), stops at the epoch with the lowest loss summed
-    over the folds, and writes the choice to final_metrics.json; metrics.csv starts at epoch 0."""
+def test_cv_selection_keeps_the_soup_of_the_folds_at_the_best_pooled_epoch(tmp_path, hf_labels, trained_ethanol_model):
+    """All 20 structures (train + valid) are pooled and split into 3 folds; the kept epoch has
+    the lowest loss pooled over the held-out folds; best.ckpt is the mean of the 3 fold models'
+    weights at that epoch (checked by re-running the folds), shifts re-fitted on all 20;
+    metrics.csv has one row per epoch from 0 with the pooled held-out errors."""
     import csv
     import json
-    from gmnn.finetuning import finetune
+    from gmnn.checkpoint import load_model
+    from gmnn.finetuning import finetune, finetuner
+    from gmnn.scale_shift import fit_scale_shift
+    from gmnn.selection import cross_validate, mean_weights
     config = cv_config(tmp_path, hf_labels)
     results = finetune(config, save_pretrained(tmp_path, trained_ethanol_model), show_progress=False)
     saved = json.loads((tmp_path / "run" / "cross_validation.json").read_text())
@@ -271,11 +276,28 @@ def test_cv_selection_fits_all_structures_and_stops_at_the_best_pooled_epoch(tmp
     pooled = (losses * sizes[:, None]).sum(axis=0) / sizes.sum()
     chosen = results["selection"]["epoch"]
     assert chosen == int(np.argmin(pooled)) and results["best_epoch"] == chosen
-    assert results["train"]["n_structures"] == 20 and "valid" not in results
+    assert results["train"]["n_structures"] == 20
     assert results["selection"]["cv_loss"] <= results["selection"]["zero_shot_cv_loss"]
     rows = list(csv.DictReader(open(tmp_path / "run" / "metrics.csv")))
-    assert [int(r["epoch"]) for r in rows] == list(range(chosen + 1))
-    assert json.loads((tmp_path / "run" / "final_metrics.json").read_text())["selection"]["epoch"] == chosen
+    assert [int(r["epoch"]) for r in rows] == list(range(7))
+    assert [float(r["valid_loss"]) for r in rows] == pytest.approx(pooled, rel=1e-9)
+    # the soup, rebuilt independently: the fold models stopped at the chosen epoch, averaged
+    data = load_data(cv_config(tmp_path, hf_labels), trained_ethanol_model.atomic_numbers)
+    pool = data.train + data.valid
+    again = cv_config(tmp_path / "again", hf_labels)
+    from gmnn.finetuning import check_config
+    check_config(again, trained_ethanol_model)
+    models = []
+    make = lambda tr, va: finetuner(copy.deepcopy(again), copy.deepcopy(trained_ethanol_model), show_progress=False,
+                                    data=type(data)(tr, va, [], data.elements))
+    cross_validate(pool, make, 3, chosen, seed=0,
+                   on_epoch=lambda e, trainers, m, l: e == chosen and models.extend(t.model for t in trainers))
+    expected = copy.deepcopy(trained_ethanol_model)
+    expected.load_state_dict(mean_weights(models))
+    fit_scale_shift(expected, pool, scale=False)
+    best = load_model(tmp_path / "run" / "best.ckpt")
+    for key, value in expected.state_dict().items():
+        assert torch.allclose(best.state_dict()[key], value, rtol=1e-12, atol=1e-12), key
 
 
 def test_cv_selection_returns_the_zero_shot_model_when_training_only_hurts(tmp_path, hf_labels, trained_ethanol_model):
@@ -298,7 +320,7 @@ def test_cv_selection_returns_the_zero_shot_model_when_training_only_hurts(tmp_p
     config.training.lr = 0.05
     results = finetune(config, pretrained, show_progress=False)
     assert results["selection"]["winner"] == "zero-shot" and results["best_epoch"] == 0
-    assert results["train"]["energy_mae"] < 1e-6
+    assert results["train"]["energy_mae"] < 1e-6  # the soup of unchanged networks, shifts re-fitted
     finetune(cv_config(tmp_path / "zs", tmp_path / "own.xyz"), pretrained, show_progress=False, zero_shot_only=True)
     picked, baseline = load_model(tmp_path / "wreck" / "run" / "best.ckpt"), load_model(tmp_path / "zs" / "run" / "best.ckpt")
     for key, value in baseline.state_dict().items():
@@ -332,7 +354,7 @@ def test_finetune_defaults_fill_only_the_training_fields_not_given(tmp_path, hf_
     assert config.training.batch_size == FINETUNE_TRAINING_DEFAULTS["batch_size"]
 
 
-def test_resumed_cv_finetune_reuses_the_cross_validation(tmp_path, hf_labels, trained_ethanol_model, monkeypatch):
+def test_resumed_cv_finetune_that_finished_does_not_run_again(tmp_path, hf_labels, trained_ethanol_model, monkeypatch):
     import gmnn.finetuning as finetuning
     pretrained = save_pretrained(tmp_path, trained_ethanol_model)
     first = finetuning.finetune(cv_config(tmp_path, hf_labels), pretrained, show_progress=False)

@@ -75,7 +75,7 @@ class TrainingConfig:
 # gmnn-finetune's values for the training fields a config does not give: few labels and a
 # pre-trained start need smaller batches and fewer epochs than training from scratch
 # (measured: examples/transfer_learning/README.md, "Choosing the fine-tuned model").
-FINETUNE_TRAINING_DEFAULTS = {"epochs": 800, "batch_size": 5, "lr": 3e-3}
+FINETUNE_TRAINING_DEFAULTS = {"epochs": 400, "batch_size": 5, "lr": 3e-3}
 
 
 @dataclass

@@ -20,10 +20,14 @@ from .config import FINETUNE_TRAINING_DEFAULTS, Config, ConfigError, FinetuneCon
 from .data import DataError, UnknownElementError
 from .model import GMNN, ModelOptions
 from .scale_shift import fit_scale_shift
-from .evaluation import write_json
+from . import __version__
+from .checkpoint import save_checkpoint
+from .config import config_to_dict
+from .evaluation import error_metrics, format_table, predict_graphs, write_json
 from .selection import CVResult, cross_validate
 from .dataset import PreparedData, graphs_of, read_splits
-from .training import Trainer, param_groups
+from .rundir import check_output_dir, checkpoint_bytes
+from .training import Trainer, append_metrics, param_groups
 
 log = logging.getLogger(__name__)
 
@@ -140,49 +144,77 @@ def finetune(config: Config, pretrained_path=None, add_elements=False, resume=Fa
             if resume:
                 trainer.resume()
             return trainer.run()
-        # cv: every structure trains and validates; then one fit on all of them, stopped at
-        # the epoch the folds agree on (epoch 0: the zero-shot model wins)
         pool = PreparedData(data.train + data.valid, [], data.test, data.elements)
-        cv = cross_validated(config, model, pool, show_progress)
-        trainer = finetuner(config, model, data=pool, show_progress=show_progress, stop_epoch=cv.best_epoch)
-        if resume and (trainer.out / "last.ckpt").exists():
-            trainer.resume()
-        results = trainer.run()
-        results["selection"] = selection_summary(config, cv)
-        write_json(trainer.out / "final_metrics.json", results)
-        log.info("%s", results["selection"]["summary"])
-        return results
+        if data.valid:
+            log.info("finetune.selection cv: the %d training and %d validation structures are pooled; each "
+                     "validates once in %d-fold cross-validation", len(data.train), len(data.valid), ft.folds)
+        finished = Path(config.output_dir) / "final_metrics.json"
+        if resume and finished.exists():
+            log.info("%s: this cross-validated fine-tune has finished; nothing to resume", config.output_dir)
+            return json.loads(finished.read_text())
+        return cross_validated_finetune(config, model, pool, show_progress)
 
 
-def cross_validated(config: Config, model: GMNN, pool: PreparedData, show_progress: bool) -> CVResult:
-    """The k-fold validation losses of fine-tuning `model` on `pool`, from the run directory's
-    cross_validation.json if an earlier (interrupted) run finished them; else computed and saved."""
+def cross_validated_finetune(config: Config, model: GMNN, pool: PreparedData, show_progress: bool) -> Dict:
+    """selection.py's k-fold fine-tune of `model` on `pool`, written as a run directory:
+    metrics.csv (one row per epoch: mean training loss of the folds, errors pooled over the
+    held-out folds), cross_validation.json (per-fold losses), best.ckpt (the soup of the fold
+    models at the chosen epoch, shifts re-fitted on all structures) and final_metrics.json.
+    Cross-validation is not resumable part-way: `--resume` of an interrupted run starts it again
+    (a finished one is left as it is)."""
     ft, t = config.finetune, config.training
-    path = Path(config.output_dir) / "cross_validation.json"
-    if path.exists():
-        saved = json.loads(path.read_text())
-        if saved["folds"] == ft.folds and saved["epochs"] == t.epochs and saved["structures"] == len(pool.train):
-            log.info("cross-validation: reusing %s", path)
-            return CVResult(np.array(saved["losses"]), np.array(saved["fold_sizes"]))
+    out = Path(config.output_dir)
     if len(pool.train) < 2:
         raise DataError(f"cross-validation needs at least 2 structures, got {len(pool.train)}; "
                         "set finetune.selection: validation, or give more labels")
     folds = min(ft.folds, len(pool.train))
     if folds < ft.folds:
         log.warning("finetune.folds %d > %d structures: using %d folds (leave-one-out)", ft.folds, len(pool.train), folds)
+    check_output_dir(out, needed_bytes=3 * checkpoint_bytes(model) + 2**20)
+    with rundir.naming(out / "config.json"):
+        write_json(out / "config.json", config_to_dict(config))
+    (out / "metrics.csv").unlink(missing_ok=True)  # a restarted cross-validation rewrites every row
     from tqdm import tqdm
-    bar = tqdm(total=folds * t.epochs, desc=f"cross-validation ({folds} folds)", unit="epoch",
+    bar = tqdm(total=t.epochs, desc=f"fine-tuning, {folds}-fold cross-validation", unit="epoch",
                disable=not show_progress, mininterval=1.0, dynamic_ncols=True)
+    sizes = []
 
     def make(train, valid):
+        sizes.append(len(valid))
         return finetuner(copy.deepcopy(config), copy.deepcopy(model), show_progress=False,
                          data=PreparedData(train, valid, [], pool.elements))
-    cv = cross_validate(pool.train, make, folds, t.epochs, seed=t.seed, progress=bar)
+
+    def record(epoch, trainers, metrics, train_losses):
+        row = {k: float(np.dot(sizes, [m[k] for m in metrics]) / sum(sizes))
+               for k in ("loss", "energy_mae", "energy_per_atom_mae", "forces_mae")}
+        row["energy_rmse"] = float(np.sqrt(np.dot(sizes, [m["energy_rmse"] ** 2 for m in metrics]) / sum(sizes)))
+        row["forces_rmse"] = float(np.sqrt(np.dot(sizes, [m["forces_rmse"] ** 2 for m in metrics]) / sum(sizes)))
+        train_loss = float(np.mean(train_losses)) if epoch else float("nan")
+        append_metrics(out / "metrics.csv", epoch, trainers[0].optimizer.param_groups[-1]["lr"], train_loss, row)
+        if epoch:
+            bar.update(1)
+            bar.set_postfix(cv_E_meV_atom=f"{1000 * row['energy_per_atom_mae']:.2f}")
+    cv = cross_validate(pool.train, make, folds, t.epochs, seed=t.seed, on_epoch=record)
     bar.close()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    write_json(path, {"folds": ft.folds, "epochs": t.epochs, "structures": len(pool.train),
-                      "fold_sizes": cv.fold_sizes.tolist(), "losses": cv.losses.tolist()})
-    return cv
+    write_json(out / "cross_validation.json", {"folds": folds, "epochs": t.epochs, "structures": len(pool.train),
+                                               "fold_sizes": cv.fold_sizes.tolist(), "losses": cv.losses.tolist()})
+    soup = copy.deepcopy(model)
+    soup.load_state_dict(cv.soup)
+    if ft.refit_shift:
+        fit_scale_shift(soup, pool.train, scale=False)
+    epoch = cv.best_epoch
+    payload = {"model": soup.checkpoint_state(), "epoch": epoch, "best_epoch": epoch, "best_loss": float(cv.curve[epoch]),
+               "config": config_to_dict(config), "gmnn_version": __version__}
+    save_checkpoint(out / "best.ckpt", payload)
+    save_checkpoint(out / "last.ckpt", payload)
+    results = {name: error_metrics(predict_graphs(soup.eval(), graphs, t.eval_batch_size, device=t.device))
+               for name, graphs in (("train", pool.train), ("test", pool.test)) if graphs}
+    results["best_epoch"] = epoch
+    results["selection"] = selection_summary(config, cv)
+    write_json(out / "final_metrics.json", results)
+    print(format_table({k: v for k, v in results.items() if isinstance(v, dict) and "n_structures" in v}))
+    log.info("%s", results["selection"]["summary"])
+    return results
 
 
 def selection_summary(config: Config, cv: CVResult) -> Dict:
@@ -191,13 +223,14 @@ def selection_summary(config: Config, cv: CVResult) -> Dict:
     rmse = lambda loss: float(np.sqrt(loss / w)) if w > 0 else float("nan")  # energy-only: loss = w E_rmse^2/atom
     epoch, curve = cv.best_epoch, cv.curve
     winner = "zero-shot" if epoch == 0 else "fine-tuned"
-    return {"method": "cv", "folds": len(cv.fold_sizes), "epoch": epoch, "winner": winner,
+    return {"method": "cv-soup", "folds": len(cv.fold_sizes), "epoch": epoch, "winner": winner,
             "cv_loss": float(curve[epoch]), "zero_shot_cv_loss": float(curve[0]),
             "cv_loss_last_epoch": float(curve[-1]),
             "summary": (f"cross-validation ({len(cv.fold_sizes)} folds): {winner} model wins, epoch {epoch} of "
                         f"{len(curve) - 1}, CV loss {curve[epoch]:.3g} vs zero-shot {curve[0]:.3g}"
                         + (f" (energy RMSE {1000 * rmse(curve[epoch]):.2f} vs {1000 * rmse(curve[0]):.2f} meV/atom)"
-                           if config.training.force_weight == 0 else ""))}
+                           if config.training.force_weight == 0 else "")
+                        + "; the result is the mean of the fold models' weights at that epoch")}
 
 
 def write_zero_shot(config: Config, model: GMNN, data: PreparedData, show_progress: bool) -> Dict:

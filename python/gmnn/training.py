@@ -282,14 +282,20 @@ class Trainer:
             group["lr"] = lr * lr_factor
 
     def _append_metrics(self, train_loss: float, m: Dict[str, float], seconds: float) -> None:
-        path = self.out / "metrics.csv"
-        new = not path.exists()
-        with rundir.naming(path), open(path, "a", newline="") as f:
-            w = csv.writer(f)
-            if new:
-                w.writerow(METRIC_COLUMNS)
-            w.writerow([self.epoch, self.optimizer.param_groups[-1]["lr"], train_loss, m["loss"], m["energy_mae"],
-                        m["energy_rmse"], m["energy_per_atom_mae"], m["forces_mae"], m["forces_rmse"], seconds])
+        append_metrics(self.out / "metrics.csv", self.epoch, self.optimizer.param_groups[-1]["lr"], train_loss, m,
+                       seconds)
+
+
+def append_metrics(path: Path, epoch: int, lr: float, train_loss: float, m: Dict[str, float],
+                   seconds: float = float("nan")) -> None:
+    """One row of metrics.csv (the header first, if the file is new)."""
+    new = not path.exists()
+    with rundir.naming(path), open(path, "a", newline="") as f:
+        w = csv.writer(f)
+        if new:
+            w.writerow(METRIC_COLUMNS)
+        w.writerow([epoch, lr, train_loss, m["loss"], m["energy_mae"], m["energy_rmse"], m["energy_per_atom_mae"],
+                    m["forces_mae"], m["forces_rmse"], seconds])
 
 
 def _truncate_metrics(path: Path, epoch: int) -> None:
