@@ -73,18 +73,18 @@ def run_setting(pretrained, pool, rec, setting, epochs, every, folds):
                                           show_progress=False,
                                           data=PreparedData(train, valid, [], pretrained.atomic_numbers))
     out = {}
-    # k-fold: validation loss every epoch, fold models' test predictions at evaluated epochs
+    # k-fold (the fold models side by side): at evaluated epochs the test predictions of each
+    # fold model (for their ensemble) and of their weight average (the soup gmnn-finetune keeps)
     fold_e = np.zeros((folds, len(evaluated), len(rec.test)))
     fold_f = np.zeros((folds, len(evaluated)) + rec.forces_ref.shape)
+    soup = [None] * len(evaluated)
 
-    fold_weights = [[None] * len(evaluated) for _ in range(folds)]
-
-    def keep(fold, epoch, trainer):
+    def keep(epoch, trainers, metrics, losses):
         if epoch % every == 0:
-            e, f = rec.predict(trainer.model)
-            fold_e[fold, epoch // every], fold_f[fold, epoch // every] = e, f
-            fold_weights[fold][epoch // every] = {k: v.detach().clone() for k, v in trainer.model.state_dict().items()}
-            trainer.model.train()
+            for fold, trainer in enumerate(trainers):
+                fold_e[fold, epoch // every], fold_f[fold, epoch // every] = rec.predict(trainer.model)
+                trainer.model.train()
+            soup[epoch // every] = rec.errors(*rec.predict(soup_model(pretrained, [t.model for t in trainers], pool)))
     cv = cross_validate(pool, make, folds, epochs, seed=setting.get("seed", 0), on_epoch=keep)
     cv_curve = cv.curve[evaluated]
     # one run on all N, and the 80/20 split run
@@ -94,8 +94,6 @@ def run_setting(pretrained, pool, rec, setting, epochs, every, folds):
     e_cv = int(np.argmin(cv_curve))
     e_split = int(np.argmin(split["valid_loss"]))
     ens = rec.errors(fold_e[:, e_cv].mean(axis=0), fold_f[:, e_cv].mean(axis=0))
-    soup = [rec.errors(*rec.predict(soup_model(pretrained, [w[k] for w in fold_weights], pool)))
-            for k in range(len(evaluated))]
     out["epochs_evaluated"] = evaluated
     out["cv_curve"] = cv_curve.tolist()
     out["full_test"] = full["test"]
@@ -117,12 +115,13 @@ def run_setting(pretrained, pool, rec, setting, epochs, every, folds):
     return out
 
 
-def soup_model(pretrained, weights, pool):
-    """A 'model soup' (Wortsman et al. 2022): the mean of the fold models' weights (all
-    fine-tuned from the same start), shifts re-fitted on all N."""
+def soup_model(pretrained, models, pool):
+    """What gmnn-finetune keeps: the mean of the fold models' weights (a 'model soup'), shifts
+    re-fitted on all N."""
     from gmnn.scale_shift import fit_scale_shift
+    from gmnn.selection import mean_weights
     model = copy.deepcopy(pretrained)
-    model.load_state_dict({k: sum(w[k] for w in weights) / len(weights) for k in weights[0]})
+    model.load_state_dict(mean_weights(models))
     fit_scale_shift(model, pool, scale=False)
     return model
 
@@ -144,7 +143,7 @@ def curve_run(trainer, epochs, every, rec):
 
 def main():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--pretrained", required=True, help="pre-trained PBE checkpoint")
+    p.add_argument("--pretrained", help="pre-trained PBE checkpoint")
     p.add_argument("--sizes", type=int, nargs="+", default=[10, 25, 50])
     p.add_argument("--epochs", type=int, default=800)
     p.add_argument("--every", type=int, default=10, help="evaluate every this many epochs")
@@ -155,7 +154,17 @@ def main():
     p.add_argument("--batch-size", type=int, nargs="+", default=[5])
     p.add_argument("--seeds", type=int, nargs="+", default=[0])
     p.add_argument("--out", default="runs/selection_study.json")
+    p.add_argument("--report", default=None, help="no runs: write selection_study.md and .png from --out into this folder")
     args = p.parse_args()
+    out_path = Path(args.out)
+    if args.report:
+        results = json.loads(out_path.read_text())
+        report = Path(args.report)
+        report.mkdir(parents=True, exist_ok=True)
+        (report / "selection_study.md").write_text(table(results))
+        plot(results, report / "selection_study.png")
+        print(table(results))
+        return
 
     pretrained = load_model(args.pretrained)
     z, rc = pretrained.atomic_numbers, pretrained.cutoff
@@ -185,6 +194,55 @@ def main():
         print(key, f"({row['seconds']:.0f} s)")
         for name, m in row["methods"].items():
             print(f"  {name:10s} epoch {m['epoch']:4d}  E {m['test'][0]:.3f} kcal/mol  F {m['test'][1]:.2f} kcal/mol/A")
+
+
+METHODS = [("split", "split 80/20, best epoch"), ("last", "all N, last epoch"), ("cv", "CV epoch, refit on all N"),
+           ("cv-ens", "CV epoch, ensemble of folds"), ("cv-soup", "CV epoch, soup of folds (gmnn-finetune)"),
+           ("zero-shot", "zero-shot"), ("oracle", "oracle (best test epoch)")]
+
+
+def table(results) -> str:
+    """Markdown: test energy / force MAE (kcal/mol, kcal/mol/A) per N and seed, and the mean over seeds."""
+    rows = ["| N | seed | " + " | ".join(name for _, name in METHODS) + " |", "|---" * (len(METHODS) + 2) + "|"]
+    by_n = {}
+    for row in sorted(results.values(), key=lambda r: (r["n"], r["setting"]["seed"])):
+        by_n.setdefault(row["n"], []).append(row)
+        cell = lambda m: f"{row['methods'][m]['test'][0]:.3f} / {row['methods'][m]['test'][1]:.2f} (ep {row['methods'][m]['epoch']})"
+        rows.append(f"| {row['n']} | {row['setting']['seed']} | " + " | ".join(cell(m) for m, _ in METHODS) + " |")
+    for n, group in by_n.items():
+        if len(group) > 1:
+            mean = lambda m, k: np.mean([r["methods"][m]["test"][k] for r in group])
+            rows.append(f"| {n} | mean of {len(group)} | " + " | ".join(f"{mean(m, 0):.3f} / {mean(m, 1):.2f}"
+                                                                   for m, _ in METHODS) + " |")
+    return "\n".join(rows) + "\n"
+
+
+def plot(results, path, n=50, seed=0):
+    """Test energy MAE after each evaluated epoch: the all-N run, the 80/20 run, the fold soup,
+    with the pooled cross-validation loss (what chooses the epoch) on a second axis."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    row = next(r for r in results.values() if r["n"] == n and r["setting"]["seed"] == seed)
+    epochs = row["epochs_evaluated"]
+    fig, ax = plt.subplots(figsize=(6.5, 4.2))
+    ax.plot(epochs, [t[0] for t in row["full_test"]], label="all N, no selection", color="0.6")
+    ax.plot(epochs, [t[0] for t in row["split_test"]], label="80/20 split", color="tab:orange")
+    ax.plot(epochs, [t[0] for t in row["fold_soup_test"]], label="soup of the 5 fold models", color="tab:blue")
+    for key, color in (("split", "tab:orange"), ("cv-soup", "tab:blue")):
+        ax.axvline(row["methods"][key]["epoch"], color=color, ls=":", lw=1)
+    ax.set_xlabel("epoch")
+    ax.set_ylabel("CCSD(T) test energy MAE (kcal/mol)")
+    twin = ax.twinx()
+    twin.plot(epochs, np.sqrt(np.array(row["cv_curve"])) * 1000, color="tab:green", lw=1, alpha=0.7,
+              label="pooled CV loss (right)")
+    twin.set_ylabel("cross-validation energy RMSE (meV/atom)")
+    lines = ax.get_legend_handles_labels()[0] + twin.get_legend_handles_labels()[0]
+    labels = ax.get_legend_handles_labels()[1] + twin.get_legend_handles_labels()[1]
+    ax.legend(lines, labels, fontsize=8)
+    ax.set_title(f"Ethanol, N = {n} CCSD(T) energies: choosing the fine-tuned model (dotted: chosen epochs)", fontsize=9)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
 
 
 if __name__ == "__main__":
