@@ -6,6 +6,8 @@ pair_style snap on the same carbon boxes.
     python benchmarks/lammps_md.py --sizes 1000 --ranks 1 --systems diamond   # quick look
     python benchmarks/lammps_md.py --systems ethanol     # the older liquid-ethanol benchmark (gmnn only)
     python benchmarks/lammps_md.py --carbon-model runs/carbon/best.ckpt       # the default carbon model
+    python benchmarks/lammps_md.py --plugin before=/tmp/old/build/gmnnplugin.so --plugin after=
+                                                         # two builds of the plugin, case by case in one run
 
 Systems
 - diamond: cubic diamond supercell (a = 3.567 Å, 3.52 g/cm³), velocities at 300 K.
@@ -32,6 +34,10 @@ come from LAMMPS' "Loop time" of the timed run. Warm-up: 2 steps below 5000 atom
 only (one evaluation: with the default atoms_per_pass 2048 it already calls the model >= 3 times).
 The number of steps scales inversely with the size (down to 1 step for 1e5 atoms; --steps
 overrides).
+
+--plugin LABEL=PATH (repeatable) runs every gmnn case with each build of the plugin (PATH empty:
+the installed one), back to back, so that builds are compared in the same run on a loaded machine;
+the tables name the build after the potential.
 
 Writes benchmarks/results/lammps_md.json and .md (tables: every case, and the per-atom cost ratio
 gmnn/SNAP for each box and rank count) and prints the tables.
@@ -198,7 +204,7 @@ PEAK_RSS_WRAPPER = (
 
 
 def run_case(lmp, mpirun, data: Path, pair_lines: str, temperature: float, ranks: int, threads: int,
-             steps: int, warmup: int, workdir: Path, timeout: float):
+             steps: int, warmup: int, workdir: Path, timeout: float, plugin: str = ""):
     text = f"""
 units metal
 atom_style atomic
@@ -222,8 +228,10 @@ run {steps} pre no post no
         cmd = [mpirun, "-np", str(ranks)] + cmd
     cmd = [sys.executable, "-c", PEAK_RSS_WRAPPER] + cmd
     t0 = time.time()
-    proc = subprocess.run(cmd, cwd=workdir, env=env_for_lammps(threads), capture_output=True, text=True,
-                          timeout=timeout)
+    env = env_for_lammps(threads)
+    if plugin:
+        env["GMNN_LAMMPS_PLUGIN"] = plugin  # gmnn.lammps_plugin: the lmp launcher loads this build
+    proc = subprocess.run(cmd, cwd=workdir, env=env, capture_output=True, text=True, timeout=timeout)
     wall = time.time() - t0
     if proc.returncode != 0:
         raise RuntimeError(f"lmp failed ({proc.returncode}):\n{proc.stdout[-2000:]}\n{proc.stderr[-2000:]}")
@@ -264,7 +272,9 @@ def machine_info() -> dict:
 # ---- tables ---------------------------------------------------------------------------------
 
 def label(r) -> str:
-    return "snap" if r["potential"] == "snap" else f"gmnn {r['dtype']}"
+    if r["potential"] == "snap":
+        return "snap"
+    return f"gmnn {r['dtype']}" + (f" [{r['plugin']}]" if r.get("plugin") else "")
 
 
 def table(rows) -> str:
@@ -381,6 +391,9 @@ def main(argv=None):
     p.add_argument("--warmup", type=int, default=None,
                    help="warm-up steps (default 2 below 5000 atoms, else 0: `run 0`, one evaluation)")
     p.add_argument("--pair-args", default="", help="extra pair_style gmnn arguments, e.g. 'atoms_per_pass 0'")
+    p.add_argument("--plugin", action="append", default=[], metavar="LABEL=PATH",
+                   help="a build of gmnnplugin.so to run the gmnn cases with (repeatable; PATH empty: the "
+                        "installed one)")
     p.add_argument("--timeout", type=float, default=3600.0, help="seconds per lmp run")
     p.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "lammps_md.json"))
     p.add_argument("--workdir", default=None)
@@ -392,6 +405,10 @@ def main(argv=None):
     if plugin_file() is None:
         sys.exit("the gmnn LAMMPS plugin is not built: pip install --no-build-isolation -e .")
 
+    plugins = [tuple(spec.split("=", 1)) if "=" in spec else (spec, "") for spec in args.plugin] or [("", "")]
+    for name, path in plugins:
+        if path and not Path(path).is_file():
+            sys.exit(f"--plugin {name}={path}: no such file")
     workdir = Path(args.workdir) if args.workdir else Path(tempfile.mkdtemp(prefix="gmnn_lammps_bench_"))
     workdir.mkdir(parents=True, exist_ok=True)
     carbon = [s for s in args.systems if s in CARBON_SYSTEMS]
@@ -420,24 +437,25 @@ def main(argv=None):
                                                              / atoms.get_volume()),
                                       "neighbours_per_atom": neighbour_counts(atoms, [2.7, 5.0]),
                                       "temperature_K": temperature}
-            cases = [("gmnn", dt, gmnn_pair(m, elements, args.pair_args)) for dt, m in models[family].items()]
+            cases = [("gmnn", dt, gmnn_pair(m, elements, args.pair_args), plugin)
+                     for dt, m in models[family].items() for plugin in plugins]
             if family == "carbon" and snap is not None:
-                cases.insert(0, ("snap", "float64", snap_pair(*snap)))
+                cases.insert(0, ("snap", "float64", snap_pair(*snap), ("", "")))
             for ranks in args.ranks:
-                for potential, dtype, pair_lines in cases:
+                for potential, dtype, pair_lines, (plugin_label, plugin_path) in cases:
                     kind = "snap" if potential == "snap" else dtype
                     steps = args.steps or steps_for(size, kind)
                     warmup = args.warmup if args.warmup is not None else (2 if size < 5000 else 0)
-                    print(f"# {system} ~{size} atoms, {potential} {dtype}, {ranks} rank(s) x {args.threads} "
+                    print(f"# {system} ~{size} atoms, {potential} {dtype} {plugin_label}, {ranks} rank(s) x {args.threads} "
                           f"thread(s), {steps} steps ({time.time() - t_start:.0f} s so far) ...", flush=True)
                     try:
                         r = run_case(lmp, mpirun, data, pair_lines, temperature, ranks, args.threads, steps,
-                                     warmup, workdir, args.timeout)
+                                     warmup, workdir, args.timeout, plugin_path)
                     except (RuntimeError, subprocess.TimeoutExpired) as exc:
                         r = {"requested_atoms": size, "ranks": ranks, "threads_per_rank": args.threads,
                              "error": str(exc)}
                         print(f"  failed: {str(exc)[:300]}", flush=True)
-                    r.update(system=system, potential=potential, dtype=dtype,
+                    r.update(system=system, potential=potential, dtype=dtype, plugin=plugin_label,
                              model=(f"{SNAP_NAME} (+ZBL core)" if potential == "snap" else descriptions[family]))
                     rows.append(r)
                     if "error" not in r:

@@ -4,8 +4,9 @@
 
 namespace gmnn {
 
-void tally_edge_gradients(const double *r, const double *g, const int64_t *centers,
-                          const int64_t *neighbors, int64_t n_edges, const EdgeTally &out) {
+template <typename Index>
+void tally_edge_gradients(const double *r, const double *g, const Index *centers,
+                          const Index *neighbors, int64_t n_edges, const EdgeTally &out) {
   const bool want_virial6 = out.virial || out.atom_virial;
   for (int64_t e = 0; e < n_edges; ++e) {
     const int64_t i = centers[e], j = neighbors[e];
@@ -40,5 +41,10 @@ void tally_edge_gradients(const double *r, const double *g, const int64_t *cente
     }
   }
 }
+
+template void tally_edge_gradients<int32_t>(const double *, const double *, const int32_t *,
+                                            const int32_t *, int64_t, const EdgeTally &);
+template void tally_edge_gradients<int64_t>(const double *, const double *, const int64_t *,
+                                            const int64_t *, int64_t, const EdgeTally &);
 
 }  // namespace gmnn

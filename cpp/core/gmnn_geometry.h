@@ -23,8 +23,10 @@ struct EdgeTally {
 // For each edge e from i = centers[e] to j = neighbors[e], with r_e = x_j - x_i (edge_vectors,
 // [3 * n_edges]) and g_e = dE/dr_e (edge_gradients, [3 * n_edges]):
 //   F_i += g_e,  F_j -= g_e,  W_ab -= r_e,a g_e,b   (LAMMPS convention W = sum_i x_i (x) F_i).
+// Index: int32_t (LAMMPS atom indices) or int64_t (gmnn._native).
+template <typename Index>
 void tally_edge_gradients(const double *edge_vectors, const double *edge_gradients,
-                          const int64_t *centers, const int64_t *neighbors, int64_t n_edges,
+                          const Index *centers, const Index *neighbors, int64_t n_edges,
                           const EdgeTally &out);
 
 }  // namespace gmnn

@@ -269,9 +269,8 @@ void Model::evaluate(const double *edge_vectors, const int64_t *centers, const i
     return;
   }
 
-  // Several passes over blocks of B centres. A block is its own small problem: its centres are
-  // renumbered 0..m-1, the neighbours outside the block get the following indices. Peak memory
-  // then scales with B instead of with the number of atoms; the results are the same.
+  // Several passes over blocks of B centres (gmnn_edge_block.h). Peak memory then scales with B
+  // instead of with the number of atoms; the results are the same.
   out.atomic_energies.assign(static_cast<size_t>(n_centers), 0.0);
   out.edge_gradients.assign(3 * static_cast<size_t>(n_edges), 0.0);
   out.energy = 0.0;
@@ -283,44 +282,28 @@ void Model::evaluate(const double *edge_vectors, const int64_t *centers, const i
     std::vector<int64_t> fill(start.begin(), start.end() - 1);
     for (int64_t e = 0; e < n_edges; ++e) order[fill[centers[e] / B]++] = e;
   }
-  std::vector<int64_t> local(static_cast<size_t>(n_atoms), -1), touched, cen, nei, spc;
-  std::vector<double> vec;
+  EdgeBlock block;
   EvalResult part;
   for (int64_t b = 0; b < n_blocks; ++b) {
-    const int64_t a = b * B, z = std::min(a + B, n_centers), m = z - a;
-    const int64_t ne = start[b + 1] - start[b];
-    spc.assign(species + a, species + z);
-    vec.resize(3 * static_cast<size_t>(ne));
-    cen.resize(ne);
-    nei.resize(ne);
-    touched.clear();
-    for (int64_t k = 0; k < ne; ++k) {
-      const int64_t e = order[start[b] + k];
-      const int64_t j = neighbors[e];
-      int64_t lj;
-      if (j >= a && j < z) {
-        lj = j - a;
-      } else {
-        if (local[j] < 0) {
-          local[j] = static_cast<int64_t>(spc.size());
-          spc.push_back(species[j]);
-          touched.push_back(j);
-        }
-        lj = local[j];
-      }
-      cen[k] = centers[e] - a;
-      nei[k] = lj;
-      std::memcpy(&vec[3 * k], edge_vectors + 3 * e, 3 * sizeof(double));
+    const int64_t a = b * B, z = std::min(a + B, n_centers);
+    block.begin(a, z, n_atoms, species + a);
+    for (int64_t k = start[b]; k < start[b + 1]; ++k) {
+      const int64_t e = order[k];
+      const double *r = edge_vectors + 3 * e;
+      block.add_edge(centers[e], neighbors[e], species[neighbors[e]], r[0], r[1], r[2]);
     }
-    evaluate_pass(vec.data(), cen.data(), nei.data(), ne, spc.data(),
-                  static_cast<int64_t>(spc.size()), m, need_gradients, part);
+    evaluate_block(block, need_gradients, part);
     std::copy(part.atomic_energies.begin(), part.atomic_energies.end(), out.atomic_energies.begin() + a);
     out.energy += part.energy;
-    for (int64_t k = 0; k < ne; ++k)
-      std::memcpy(&out.edge_gradients[3 * order[start[b] + k]], &part.edge_gradients[3 * k],
+    for (int64_t k = start[b]; k < start[b + 1]; ++k)
+      std::memcpy(&out.edge_gradients[3 * order[k]], &part.edge_gradients[3 * (k - start[b])],
                   3 * sizeof(double));
-    for (int64_t j : touched) local[j] = -1;
   }
+}
+
+void Model::evaluate_block(const EdgeBlock &block, bool need_gradients, EvalResult &out) {
+  evaluate_pass(block.edge_vectors(), block.centers(), block.neighbors(), block.n_edges(),
+                block.species(), block.n_atoms(), block.n_centers(), need_gradients, out);
 }
 
 void Model::evaluate_pass(const double *edge_vectors, const int64_t *centers,

@@ -7,6 +7,8 @@
 #ifndef GMNN_MODEL_H
 #define GMNN_MODEL_H
 
+#include "gmnn_edge_block.h"
+
 #include <cstdint>
 #include <memory>
 #include <string>
@@ -61,6 +63,11 @@ class Model {
   void evaluate(const double *edge_vectors, const int64_t *centers, const int64_t *neighbors,
                 int64_t n_edges, const int64_t *species, int64_t n_atoms, int64_t n_centers,
                 bool need_gradients, EvalResult &out);
+
+  // One forward (+ backward) pass over one block (gmnn_edge_block.h), whatever its size:
+  // out.atomic_energies [block.n_centers()], out.edge_gradients [3 * block.n_edges()] in the
+  // block's edge order. pair_style gmnn calls it for each block of atoms_per_pass centres.
+  void evaluate_block(const EdgeBlock &block, bool need_gradients, EvalResult &out);
 
   // Evaluate at most n atoms (centres) per forward/backward pass (0: all at once). Bounds the
   // peak memory, which otherwise grows with the number of atoms; results do not change.

@@ -1,14 +1,17 @@
 // pair_gmnn.cpp -- LAMMPS pair style gmnn (see pair_gmnn.h for the input syntax).
 //
-// Each step: build the directed edge list (i local, j local or ghost, |r_ij| < cutoff) from the
-// full neighbour list, evaluate the TorchScript model for the atomic energies of the local atoms,
-// take dE/d(r_ij) in one backward pass, and assemble (gmnn::tally_edge_gradients)
+// Each step, block by block of atoms_per_pass local atoms: build the block's directed edges (i in
+// the block, j local or ghost, |r_ij| < cutoff) from the full neighbour list, evaluate the
+// TorchScript model for the atomic energies of the block's atoms, take dE/d(r_ij) in one backward
+// pass, and assemble (gmnn::tally_edge_gradients)
 //   F_i += g_ij, F_j -= g_ij,   W_ab -= r_ij,a g_ij,b   (half to atom i, half to atom j per atom).
+// Only one block's edges exist at a time: memory grows with the atoms, not with their edges.
 // Forces on ghosts go back to their owners by LAMMPS' own reverse communication with
 // newton_pair on, and by this style's reverse communication with newton_pair off.
 
 #include "pair_gmnn.h"
 
+#include "gmnn_edge_block.h"
 #include "gmnn_elements.h"
 #include "gmnn_geometry.h"
 #include "gmnn_model.h"
@@ -23,6 +26,7 @@
 #include "update.h"
 #include "utils.h"
 
+#include <algorithm>
 #include <climits>
 #include <cmath>
 #include <cstring>
@@ -37,7 +41,8 @@ using namespace LAMMPS_NS;
 bool PairGMNN::malloc_tuned_ = false;
 
 PairGMNN::PairGMNN(LAMMPS *lmp) :
-    Pair(lmp), result_(new gmnn::EvalResult), atoms_per_pass_(gmnn::kDefaultAtomsPerPass)
+    Pair(lmp), block_(new gmnn::EdgeBlock), result_(new gmnn::EvalResult),
+    atoms_per_pass_(gmnn::kDefaultAtomsPerPass)
 {
   single_enable = 0;
   restartinfo = 0;
@@ -75,8 +80,9 @@ void PairGMNN::allocate()
    max_force F, so does any pair contribution |dE/dr_ij| > F eV/Å (an exploding structure).
 ------------------------------------------------------------------------- */
 
-void PairGMNN::check_result(const gmnn::EvalResult &res, int64_t n_edges)
+void PairGMNN::check_result(const gmnn::EvalResult &res)
 {
+  const int64_t n_edges = block_->n_edges();
   if (!std::isfinite(res.energy))
     error->one(FLERR, "pair gmnn: step {}: energy is {} (non-finite)", update->ntimestep, res.energy);
   const double cap2 = max_force_ * max_force_;
@@ -85,12 +91,12 @@ void PairGMNN::check_result(const gmnn::EvalResult &res, int64_t n_edges)
     const double g2 = g[3 * e] * g[3 * e] + g[3 * e + 1] * g[3 * e + 1] + g[3 * e + 2] * g[3 * e + 2];
     if (!std::isfinite(g2))
       error->one(FLERR, "pair gmnn: step {}: non-finite force between atoms {} and {}", update->ntimestep,
-                 atom->tag[centers_[e]], atom->tag[neighbors_[e]]);
+                 atom->tag[edge_i_[e]], atom->tag[edge_j_[e]]);
     if (max_force_ > 0.0 && g2 > cap2)
       error->one(FLERR,
                  "pair gmnn: step {}: force {:.4g} eV/Angstrom between atoms {} and {} exceeds max_force {:.4g} "
                  "(exploding structure?)",
-                 update->ntimestep, std::sqrt(g2), atom->tag[centers_[e]], atom->tag[neighbors_[e]], max_force_);
+                 update->ntimestep, std::sqrt(g2), atom->tag[edge_i_[e]], atom->tag[edge_j_[e]], max_force_);
   }
 }
 
@@ -113,7 +119,6 @@ void PairGMNN::settings(int narg, char **arg)
     } else if (key == "atoms_per_pass") {
       atoms_per_pass_ = utils::bnumeric(FLERR, value, false, lmp);
       if (atoms_per_pass_ < 0) error->all(FLERR, "pair_style gmnn: atoms_per_pass must be >= 0");
-      if (model_) model_->set_atoms_per_pass(atoms_per_pass_);
     } else if (key == "keep_memory") {
       keep_memory_ = utils::logical(FLERR, value, false, lmp);
     } else if (key == "debug") {
@@ -204,7 +209,6 @@ void PairGMNN::load_model(const std::string &path)
     error->all(FLERR, "pair_coeff gmnn: could not load model '{}' on {} MPI rank(s)", path, n_failed);
   }
   cutoff_ = model_->cutoff();
-  model_->set_atoms_per_pass(atoms_per_pass_);
 
   if (comm->me == 0) {
     std::string elems;
@@ -332,8 +336,8 @@ double PairGMNN::init_one(int i, int j)
 }
 
 /* ----------------------------------------------------------------------
-   One step, one pass per helper (as LAMMPS' pair_snap): neighbour list -> edges -> model ->
-   energies -> forces and virials.
+   One step, one pass per helper (as LAMMPS' pair_snap): atoms -> for each block of local atoms
+   (edges -> model -> energies -> forces and virials) -> ghost forces back to their owners.
 ------------------------------------------------------------------------- */
 
 void PairGMNN::compute(int eflag, int vflag)
@@ -344,47 +348,59 @@ void PairGMNN::compute(int eflag, int vflag)
   }
   ev_init(eflag, vflag);
 
-  map_species();
-  build_edges();
-  if (debug_) log_edges();
-  evaluate_model();
-  if (eflag_either) tally_energies();
-  tally_forces_and_virials();
+  map_atoms();
+  const bool newton = force->newton_pair != 0;
+  if (!newton) clear_ghost_buffer();
+  const bigint nlocal = atom->nlocal;
+  const bigint per_pass = atoms_per_pass_ > 0 ? atoms_per_pass_ : nlocal;
+  for (bigint first = 0; first < nlocal; first += per_pass) {
+    build_edges(static_cast<int>(first), static_cast<int>(std::min(first + per_pass, nlocal)));
+    if (debug_) log_edges();
+    evaluate_model();
+    if (eflag_either) tally_energies();
+    tally_forces_and_virials();
+  }
+  if (!newton) add_ghost_contributions();
 }
 
 /* ----------------------------------------------------------------------
-   The model's input: species_, the model element index of every atom (local and ghost), and
-   the directed edges i -> j (edge_vectors_ = x_j - x_i, centers_, neighbors_) for local i and
-   |x_j - x_i| < cutoff, from the full neighbour list. Atoms of NULL types are in no edge.
+   species_: the model element index of every atom (local and ghost); in_list_: whether a local
+   atom has a row in the neighbour list (blocks are ranges of local atoms, not of list rows).
 ------------------------------------------------------------------------- */
 
-void PairGMNN::map_species()
+void PairGMNN::map_atoms()
 {
   const int *type = atom->type;
-  const int nall = atom->nlocal + atom->nghost;
+  const int nlocal = atom->nlocal, nall = nlocal + atom->nghost;
   species_.resize(nall);
   for (int a = 0; a < nall; a++) {
     const int s = type_species_[type[a]];
     species_[a] = s >= 0 ? s : 0;    // NULL-type atoms are in no edge and their energy is dropped
   }
+  in_list_.assign(nlocal, 0);
+  for (int ii = 0; ii < list->inum; ii++) in_list_[list->ilist[ii]] = 1;
 }
 
-void PairGMNN::build_edges()
+/* ----------------------------------------------------------------------
+   The model's input for the local atoms first .. last-1 (block_): the directed edges i -> j
+   (x_j - x_i) for i in the block and |x_j - x_i| < cutoff, from the full neighbour list, in the
+   block's numbering, and the same edges in LAMMPS' numbering (edge_i_, edge_j_). Atoms of NULL
+   types are in no edge.
+------------------------------------------------------------------------- */
+
+void PairGMNN::build_edges(int first, int last)
 {
   double **x = atom->x;
   const int *type = atom->type;
   const int *species_of = type_species_.data();
-  const int inum = list->inum;
-  const int *ilist = list->ilist;
   const int *numneigh = list->numneigh;
   int **firstneigh = list->firstneigh;
-  edge_vectors_.clear();
-  centers_.clear();
-  neighbors_.clear();
+  block_->begin(first, last, atom->nlocal + atom->nghost, species_.data() + first);
+  edge_i_.clear();
+  edge_j_.clear();
   const double cut2 = cutoff_ * cutoff_;
-  for (int ii = 0; ii < inum; ii++) {
-    const int i = ilist[ii];
-    if (species_of[type[i]] < 0) continue;
+  for (int i = first; i < last; i++) {
+    if (!in_list_[i] || species_of[type[i]] < 0) continue;
     const double xi = x[i][0], yi = x[i][1], zi = x[i][2];
     const int *jlist = firstneigh[i];
     const int jnum = numneigh[i];
@@ -398,83 +414,67 @@ void PairGMNN::build_edges()
       if (rsq < 1e-20)
         error->one(FLERR, "pair gmnn: atoms {} and {} are at the same position (coincident atoms)",
                    atom->tag[i], atom->tag[j]);
-      edge_vectors_.push_back(dx);
-      edge_vectors_.push_back(dy);
-      edge_vectors_.push_back(dz);
-      centers_.push_back(i);
-      neighbors_.push_back(j);
+      block_->add_edge(i, j, species_[j], dx, dy, dz);
+      edge_i_.push_back(i);
+      edge_j_.push_back(j);
     }
   }
 }
 
 void PairGMNN::log_edges()
 {
-  const int nlocal = atom->nlocal;
-  const int64_t n_edges = static_cast<int64_t>(centers_.size());
-  utils::logmesg(lmp, "pair gmnn debug: rank {} step {}: {} local, {} ghost atoms, {} edges\n",
-                 comm->me, update->ntimestep, nlocal, atom->nghost, n_edges);
+  const int64_t n_edges = block_->n_edges();
+  const double *r = block_->edge_vectors();
+  utils::logmesg(lmp, "pair gmnn debug: rank {} step {}: {} local, {} ghost atoms, {} edges of local atoms {}-{}\n",
+                 comm->me, update->ntimestep, atom->nlocal, atom->nghost, n_edges, block_->first(),
+                 block_->first() + block_->n_centers() - 1);
   for (int64_t e = 0; e < n_edges; e++)
-    utils::logmesg(lmp, "  edge {} -> {} (tags {} {}) {:.10f} {:.10f} {:.10f}\n", centers_[e],
-                   neighbors_[e], atom->tag[centers_[e]], atom->tag[neighbors_[e]],
-                   edge_vectors_[3 * e], edge_vectors_[3 * e + 1], edge_vectors_[3 * e + 2]);
+    utils::logmesg(lmp, "  edge {} -> {} (tags {} {}) {:.10f} {:.10f} {:.10f}\n", edge_i_[e], edge_j_[e],
+                   atom->tag[edge_i_[e]], atom->tag[edge_j_[e]], r[3 * e], r[3 * e + 1], r[3 * e + 2]);
 }
 
 /* ----------------------------------------------------------------------
-   The atomic energies of the local atoms and dE/d(edge vectors), into result_; checked.
+   The atomic energies of the block's atoms and dE/d(edge vectors), into result_; checked.
 ------------------------------------------------------------------------- */
 
 void PairGMNN::evaluate_model()
 {
-  gmnn::EvalResult &res = *result_;
-  const int nlocal = atom->nlocal;
-  const int64_t n_edges = static_cast<int64_t>(centers_.size());
-  if (nlocal > 0) {
-    try {
-      model_->evaluate(edge_vectors_.data(), centers_.data(), neighbors_.data(), n_edges,
-                       species_.data(), static_cast<int64_t>(species_.size()), nlocal, true, res);
-    } catch (const std::exception &e) {
-      error->one(FLERR, "pair gmnn: {}", e.what());
-    }
-  } else {
-    res.energy = 0.0;
-    res.atomic_energies.clear();
-    res.edge_gradients.clear();
+  try {
+    model_->evaluate_block(*block_, true, *result_);
+  } catch (const std::exception &e) {
+    error->one(FLERR, "pair gmnn: {}", e.what());
   }
-  check_result(res, n_edges);
+  check_result(*result_);
 }
 
 void PairGMNN::tally_energies()
 {
   const int *type = atom->type;
   const double *energy = result_->atomic_energies.data();
-  for (int i = 0; i < atom->nlocal; i++) {
+  const int first = static_cast<int>(block_->first()), m = static_cast<int>(block_->n_centers());
+  for (int k = 0; k < m; k++) {
+    const int i = first + k;
     if (type_species_[type[i]] < 0) continue;
-    if (eflag_global) eng_vdwl += energy[i];
-    if (eflag_atom) eatom[i] += energy[i];
+    if (eflag_global) eng_vdwl += energy[k];
+    if (eflag_atom) eatom[i] += energy[k];
   }
 }
 
 /* ----------------------------------------------------------------------
-   Forces and virials from the edge gradients (gmnn::tally_edge_gradients). With newton_pair
-   on straight into f and vatom, ghosts included, which LAMMPS sums back to their owners; with
-   newton_pair off into accum_, which this style reverse-communicates itself.
+   Forces and virials from the block's edge gradients (gmnn::tally_edge_gradients). With
+   newton_pair on straight into f and vatom, ghosts included, which LAMMPS sums back to their
+   owners; with newton_pair off into accum_, which this style reverse-communicates itself.
 ------------------------------------------------------------------------- */
 
 void PairGMNN::tally_forces_and_virials()
 {
-  const int nall = atom->nlocal + atom->nghost;
-  const bool newton = force->newton_pair != 0;
   const bool per_atom_virial = vflag_atom != 0;
   gmnn::EdgeTally tally;
   if (vflag_global) tally.virial = virial;
-  if (newton) {
-    if (nall > 0) {
-      tally.forces = &atom->f[0][0];
-      if (per_atom_virial) tally.atom_virial = &vatom[0][0];
-    }
+  if (force->newton_pair) {
+    tally.forces = &atom->f[0][0];
+    if (per_atom_virial) tally.atom_virial = &vatom[0][0];
   } else {
-    accum_stride_ = per_atom_virial ? 9 : 3;   // per atom: 3 force [+ 6 virial] components
-    accum_.assign(static_cast<size_t>(nall) * accum_stride_, 0.0);
     tally.forces = accum_.data();
     tally.force_stride = accum_stride_;
     if (per_atom_virial) {
@@ -482,9 +482,15 @@ void PairGMNN::tally_forces_and_virials()
       tally.atom_virial_stride = accum_stride_;
     }
   }
-  gmnn::tally_edge_gradients(edge_vectors_.data(), result_->edge_gradients.data(), centers_.data(),
-                             neighbors_.data(), static_cast<int64_t>(centers_.size()), tally);
-  if (!newton) add_ghost_contributions();
+  gmnn::tally_edge_gradients(block_->edge_vectors(), result_->edge_gradients.data(), edge_i_.data(),
+                             edge_j_.data(), block_->n_edges(), tally);
+}
+
+// newton_pair off: per atom, local and ghost, 3 force [+ 6 virial] components
+void PairGMNN::clear_ghost_buffer()
+{
+  accum_stride_ = vflag_atom ? 9 : 3;
+  accum_.assign(static_cast<size_t>(atom->nlocal + atom->nghost) * accum_stride_, 0.0);
 }
 
 // newton_pair off: sums accum_ of the ghosts into their owners (pack/unpack_reverse_comm), then
@@ -529,8 +535,8 @@ void PairGMNN::unpack_reverse_comm(int n, int *list, double *buf)
 double PairGMNN::memory_usage()
 {
   double bytes = Pair::memory_usage();
-  bytes += sizeof(double) * (edge_vectors_.capacity() + accum_.capacity());
-  bytes += sizeof(int64_t) * (centers_.capacity() + neighbors_.capacity() + species_.capacity());
+  bytes += block_->memory_bytes() + sizeof(double) * accum_.capacity();
+  bytes += sizeof(int32_t) * (species_.capacity() + edge_i_.capacity() + edge_j_.capacity()) + in_list_.capacity();
   bytes += sizeof(double) * (result_->atomic_energies.capacity() + result_->edge_gradients.capacity());
   return bytes;
 }

@@ -15,11 +15,13 @@
 
 #include "pair.h"
 
+#include <cstdint>
 #include <memory>
 #include <string>
 #include <vector>
 
 namespace gmnn {
+class EdgeBlock;
 class Model;
 struct EvalResult;
 }  // namespace gmnn
@@ -41,30 +43,33 @@ class PairGMNN : public Pair {
   double memory_usage() override;
 
  protected:
-  // compute() in steps, one pass each
-  void map_species();
-  void build_edges();
+  // compute() in steps, one pass each: map_atoms, then for each block of atoms_per_pass local
+  // atoms build_edges .. tally_forces_and_virials, then (newton_pair off) add_ghost_contributions
+  void map_atoms();
+  void build_edges(int first, int last);
   void log_edges();
   void evaluate_model();
   void tally_energies();
   void tally_forces_and_virials();
+  void clear_ghost_buffer();
   void add_ghost_contributions();
 
   void allocate();
   void load_model(const std::string &path);
-  void check_result(const gmnn::EvalResult &res, int64_t n_edges);
+  void check_result(const gmnn::EvalResult &res);
   void check_masses();
   void check_special_bonds();
 
   std::string device_request_ = "auto";
   std::unique_ptr<gmnn::Model> model_;
-  std::unique_ptr<gmnn::EvalResult> result_;
+  std::unique_ptr<gmnn::EdgeBlock> block_;    // the model's input for one block of local atoms
+  std::unique_ptr<gmnn::EvalResult> result_;  // its output
   std::vector<int> type_species_;  // [ntypes + 1]; model element index per type, -1 for NULL
   std::vector<std::string> type_elements_;
   double cutoff_ = 0.0;
   int debug_ = 0;
-  bigint atoms_per_pass_;     // atoms per forward/backward pass (bounds memory); 0 = all;
-                              // default gmnn::kDefaultAtomsPerPass (gmnn_model.h)
+  bigint atoms_per_pass_;     // local atoms per block, i.e. per forward/backward pass (bounds
+                              // memory); 0 = all; default gmnn::kDefaultAtomsPerPass (gmnn_model.h)
   double max_force_ = 0.0;    // eV/A: stop if a pair contribution exceeds it; 0 = no cap
   bool keep_memory_ = true;   // tune glibc malloc to keep freed memory between steps
   bool check_masses_ = true;  // per-type masses must match the mapped elements
@@ -72,9 +77,10 @@ class PairGMNN : public Pair {
   static bool malloc_tuned_;
   int reported_threads_ = 0;
 
-  // buffers reused between steps
-  std::vector<double> edge_vectors_;
-  std::vector<int64_t> centers_, neighbors_, species_;
+  // buffers reused between steps; nothing holds the whole step's edges
+  std::vector<int32_t> species_;    // [nall] model element index of every atom (0 for NULL types)
+  std::vector<char> in_list_;       // [nlocal] 1 if the atom has a row in the neighbour list
+  std::vector<int32_t> edge_i_, edge_j_;  // the block's edges i -> j in LAMMPS' numbering
   std::vector<double> accum_;  // newton off: per-atom forces (+ virial) incl. ghosts
   int accum_stride_ = 3;
 };
