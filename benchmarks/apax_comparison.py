@@ -398,6 +398,7 @@ def gmnn_batch_inference(structures, dtype, repeats):
     import train_throughput as tt
     from gmnn import build_model
     from gmnn.graph import build_graphs, collate
+    from gmnn.inference import predict
     elements = sorted({int(z) for s in structures for z in s.numbers})
     model = build_model(elements, hidden=HIDDEN, dtype=dtype).eval()
     graphs = build_graphs(structures, model.atomic_numbers, model.cutoff)
@@ -405,7 +406,7 @@ def gmnn_batch_inference(structures, dtype, repeats):
 
     def run():
         for b in batches:
-            model.predict(b, forces=True)
+            predict(model, b, forces=True)
     run()
     c0, w0 = cpu_seconds(), time.perf_counter()
     seconds = tt.best_of(run, repeats)
@@ -423,13 +424,14 @@ def gmnn_reference(structures, n_frames=4):
     import torch
     from gmnn import build_model
     from gmnn.graph import build_graphs, collate
+    from gmnn.inference import predict
     from gmnn.scale_shift import fit_scale_shift
     torch.manual_seed(0)
     elements = sorted({int(z) for s in structures for z in s.numbers})
     model = build_model(elements, hidden=HIDDEN, dtype="float64").eval()
     graphs = build_graphs(structures, model.atomic_numbers, model.cutoff)
     fit_scale_shift(model, graphs)
-    out = model.predict(collate(graphs[:n_frames]), forces=True)
+    out = predict(model, collate(graphs[:n_frames]), forces=True)
     g0 = graphs[0]
     with torch.no_grad():
         features = model.descriptor(g0.edge_vectors, g0.centers, g0.neighbors, g0.species, g0.n_atoms)
@@ -502,10 +504,10 @@ def naive_inference(atoms, dtype, repeats):
         return -gx
     f_naive = energy_forces()
     seconds = tt.best_of(energy_forces, repeats)
-    from gmnn.model import forces_from_edge_gradients
+    from gmnn.inference import forces_and_virials
     v = torch.tensor(nl.vectors, dtype=tdt, requires_grad=True)
     (g,) = torch.autograd.grad(model(v, centers, neighbors, torch.zeros(n, dtype=torch.long), n).sum(), v)
-    f_gmnn = forces_from_edge_gradients(g, centers, neighbors, n)
+    f_gmnn, _ = forces_and_virials(g, v, centers, neighbors, n)
     return {"n_atoms": n, "dtype": dtype, "model_us_per_atom": 1e6 * seconds / n, "neighbors_padded_to": m,
             "force_max_abs_diff_to_gmnn": float((f_naive - f_gmnn).abs().max())}
 

@@ -32,7 +32,7 @@ import gmnn.descriptor
 from gmnn import build_model, export_model
 from gmnn.checkpoint import load_model
 from gmnn.data import read_structures
-from gmnn.model import forces_from_edge_gradients
+from gmnn.inference import forces_and_virials
 from gmnn.neighbors import neighbor_list
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -85,7 +85,7 @@ def python_model_cost(model, n_atoms, dtype, repeats):
         v = torch.tensor(nl.vectors, dtype=dtype, requires_grad=True)
         e = m(v, centers, neighbors, species, len(atoms))
         (g,) = torch.autograd.grad(e.sum(), v)
-        return forces_from_edge_gradients(g, centers, neighbors, len(atoms))
+        return forces_and_virials(g, v, centers, neighbors, len(atoms))[0]
     out = {}
     results = {}
     for name in VARIANTS:

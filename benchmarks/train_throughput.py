@@ -22,8 +22,8 @@ from ase.build import bulk
 from gmnn import build_model
 from gmnn.data import read_structures
 from gmnn.graph import build_graphs, collate
+from gmnn.inference import forces_and_virials, predict
 from gmnn.loss import loss_terms
-from gmnn.model import forces_from_edge_gradients
 from gmnn.neighbors import neighbor_list
 from gmnn.scale_shift import fit_scale_shift
 
@@ -77,7 +77,7 @@ def training_throughput(structures, dtype, hidden, batch_size=32, repeats=3):
 
     def epoch():
         for b in batches:
-            out = model.predict(b, forces=True, create_graph=True)
+            out = predict(model, b, forces=True, create_graph=True)
             loss = loss_terms(out, b, 1.0, 4.0)
             opt.zero_grad()
             loss.backward()
@@ -105,7 +105,7 @@ def inference_cost(n_target, dtype, hidden, repeats=3):
         v = vectors.clone().requires_grad_(True)
         e = model(v, centers, neighbors, species, len(atoms))
         (g,) = torch.autograd.grad(e.sum(), v)
-        forces_from_edge_gradients(g, centers, neighbors, len(atoms))
+        forces_and_virials(g, v, centers, neighbors, len(atoms))
     energy_forces()
     t_model = best_of(energy_forces, repeats)
     n = len(atoms)

@@ -13,7 +13,8 @@ from ase.optimize import BFGS
 from gmnn import export_model
 from gmnn.calculator import GMNNCalculator
 from gmnn.checkpoint import CheckpointError, save_checkpoint
-from gmnn.export import ModelFileError, read_metadata
+from gmnn.loading import read_metadata
+from gmnn.model_file import ModelFileError
 from gmnn_testing import small_model
 
 

@@ -89,7 +89,8 @@ def model_bytes(tmp_path_factory):
 @given(st.data())
 def test_mutated_model_files_never_crash_the_loader(tmp_path_factory, model_bytes, data):
     from gmnn.checkpoint import CheckpointError
-    from gmnn.export import ModelFileError, as_loaded_model
+    from gmnn.loading import load
+    from gmnn.model_file import ModelFileError
     blob = bytearray(model_bytes)
     kind = data.draw(st.sampled_from(["flip", "truncate", "zero_run"]))
     if kind == "flip":
@@ -104,7 +105,7 @@ def test_mutated_model_files_never_crash_the_loader(tmp_path_factory, model_byte
     path = tmp_path_factory.mktemp("mut") / "m.pt"
     path.write_bytes(bytes(blob))
     try:
-        loaded = as_loaded_model(path)
+        loaded = load(path)
     except (ModelFileError, CheckpointError):
         return  # a clear error naming the file
     # bytes outside the parts that matter: the model must still work exactly

@@ -125,6 +125,7 @@ def test_float32_energy_of_a_hundred_thousand_atoms_does_not_drift(tmp_path):
     float32 rounds any number by at most 6e-8 of itself."""
     from gmnn import export_model
     from gmnn.graph import GraphBatch
+    from gmnn.inference import predict
     from gmnn.neighbors import neighbor_list
     from gmnn_testing import cheap_carbon_model, hundred_thousand_carbon_atoms
     atoms = hundred_thousand_carbon_atoms()
@@ -140,7 +141,7 @@ def test_float32_energy_of_a_hundred_thousand_atoms_does_not_drift(tmp_path):
                        atom_structure=torch.zeros(n, dtype=torch.long), n_atoms=torch.tensor([n]),
                        volume=torch.tensor([atoms.get_volume()]), energy=None, forces=None, force_mask=None)
     with torch.no_grad():
-        energies["predict"] = float(m32.predict(batch, forces=False)["energy"][0])
+        energies["predict"] = float(predict(m32, batch, forces=False)["energy"][0])
     for name, e in energies.items():
         print(f"{name}: float32 {e:.6f} eV, float64 {reference:.6f} eV, relative {(e - reference) / reference:.2e}")
     for name, e in energies.items():

@@ -10,7 +10,8 @@ from gmnn.config import ConfigError, config_from_dict
 from gmnn.evaluation import error_metrics, predict_graphs
 from gmnn.scale_shift import fit_scale_shift
 from gmnn.dataset import load_data
-from gmnn.training import Trainer, param_groups
+from gmnn.model import param_groups
+from gmnn.training import Trainer
 from gmnn_testing import ETHANOL
 
 

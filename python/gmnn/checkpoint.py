@@ -2,7 +2,7 @@
 moment leaves either the previous or the new checkpoint, never a truncated one (the temporary
 a kill -9 leaves, `.<name>.XXXXXXXX.tmp`, is removed by the next run: rundir.py).
 
-Every checkpoint carries the CRC-32 that model files carry (export.content_checksum, over the
+Every checkpoint carries the CRC-32 that model files carry (model_file.content_checksum, over the
 archive's records) in one more record, and every load verifies it: a flipped bit is an error
 naming the file, not a model whose energies are 3e34 eV that gmnn-export would then pass on
 with a valid checksum of its own."""
@@ -17,6 +17,8 @@ from pathlib import Path
 from typing import List, Optional
 
 import torch
+
+from .model_file import content_checksum, is_model_file
 
 CHECKPOINT_KIND = "gmnn-checkpoint"
 CHECKPOINT_VERSION = 1
@@ -70,7 +72,6 @@ def _os_error(exc: BaseException) -> Optional[OSError]:
 
 def _append_checksum(path) -> None:
     """Add the CRC-32 of the archive's records as one more record (torch.load ignores it)."""
-    from .export import content_checksum
     checksum = content_checksum(path)
     with zipfile.ZipFile(path, "a") as z:
         prefix = z.namelist()[0].split("/", 1)[0]
@@ -90,7 +91,6 @@ def _recorded_checksum(path: Path) -> Optional[str]:
 def _verify(path: Path, recorded: Optional[str]) -> None:
     """The archive's records against `recorded` (and the zip CRC of each record, which reading
     them checks: all a checkpoint from before checksums can be held to)."""
-    from .export import content_checksum
     try:
         actual = content_checksum(path)
     except Exception as exc:
@@ -112,7 +112,6 @@ def exported_model_message(path, purpose: Optional[str] = None) -> str:
 def load_checkpoint(path, purpose: Optional[str] = None) -> dict:
     """The payload of a checkpoint, verified against its checksum. `purpose` ("fine-tuning",
     "resuming") words the error when an exported model file is given instead."""
-    from .export import is_model_file
     path = Path(path)
     if not path.exists():
         raise CheckpointError(f"{path}: checkpoint not found")

@@ -12,7 +12,7 @@ def _user_errors():
     from .checkpoint import CheckpointError
     from .config import ConfigError
     from .data import DataError
-    from .export import ModelFileError
+    from .model_file import ModelFileError
     from .labelling import LabelError
     from .training import NonFiniteLoss
     return (ConfigError, DataError, CheckpointError, ModelFileError, LabelError, NonFiniteLoss, FileNotFoundError,
@@ -73,12 +73,12 @@ def eval_main(argv=None):
         from .config_rules import at_least, check_option
         from .data import check_energy_outliers, read_structures
         from .evaluation import check_energies_against_model, evaluate, format_table, write_json
-        from .export import as_loaded_model
         from .graph import build_graphs
+        from .loading import load
         from .plotting import parity_plot
         check_option("--batch-size", args.batch_size, at_least(1))
         limit = _outlier_limit(args.energy_outlier_limit)
-        model = _evaluable(as_loaded_model(args.model))
+        model = load(args.model)
         results = {}
         for path in args.data:
             structures = read_structures(path, energy_key=args.energy_key, forces_key=args.forces_key,
@@ -116,15 +116,6 @@ def _outlier_limit(text: str):
     return value
 
 
-def _evaluable(loaded):
-    """Something with .predict(batch) for evaluation, from a GMNN or an exported model."""
-    from .model import GMNN
-    if isinstance(loaded.atomic_energies, GMNN):
-        return loaded.atomic_energies
-    from .evaluation import ForwardPredictor
-    return ForwardPredictor(loaded)
-
-
 def export_main(argv=None):
     p = argparse.ArgumentParser(prog="gmnn-export", description="Write a TorchScript model file for LAMMPS.")
     p.add_argument("checkpoint", help="trained checkpoint (.ckpt)")
@@ -136,7 +127,8 @@ def export_main(argv=None):
     args = p.parse_args(argv)
 
     def run():
-        from .export import export_model, read_metadata
+        from .export import export_model
+        from .loading import read_metadata
         path = export_model(args.checkpoint, args.output, dtype=args.dtype, force=args.force)
         meta = read_metadata(path)
         from ase.data import chemical_symbols

@@ -2,14 +2,13 @@
 force-component MAE/RMSE. Units: eV, eV/atom, eV/Angstrom (tables print meV)."""
 import json
 from dataclasses import dataclass
-from typing import Dict, List, Optional, Sequence
+from typing import Dict, Optional, Sequence
 
 import numpy as np
-import torch
 
 from .data import DataError
 from .graph import StructureGraph, collate
-from .model import forces_from_edge_gradients
+from .inference import predict
 
 
 @dataclass
@@ -21,32 +20,14 @@ class Predictions:
     forces_ref: np.ndarray        # (sum N, 3) reference (NaN where missing)
 
 
-class ForwardPredictor:
-    """`predict(batch)` for a model known only by its edges -> atomic energies function
-    (an exported TorchScript file), so exported files are evaluated exactly as LAMMPS runs them."""
-
-    def __init__(self, loaded):
-        self.loaded = loaded
-        self.atomic_numbers, self.cutoff = loaded.atomic_numbers, loaded.cutoff
-
-    def predict(self, batch, forces: bool = True) -> Dict[str, torch.Tensor]:
-        vectors = batch.edge_vectors.to(self.loaded.dtype).requires_grad_(forces)
-        n = batch.species.shape[0]
-        atomic = self.loaded.atomic_energies(vectors, batch.centers, batch.neighbors, batch.species, n)
-        energy = torch.zeros(batch.n_structures, dtype=torch.float64).index_add(0, batch.atom_structure, atomic.double())
-        out = {"energy": energy}
-        if forces:
-            (grad,) = torch.autograd.grad(atomic.sum(), vectors)
-            out["forces"] = forces_from_edge_gradients(grad, batch.centers, batch.neighbors, n)
-        return out
-
-
 def predict_graphs(model, graphs: Sequence[StructureGraph], batch_size: int = 64,
                    forces: bool = True, device="cpu") -> Predictions:
+    """The model's energies (and forces) of `graphs` next to their labels; `model`: a GMNN or
+    what loading.load returns."""
     energies, forces_pred = [], []
     for start in range(0, len(graphs), batch_size):
         batch = collate(graphs[start:start + batch_size]).to(device)
-        out = model.predict(batch, forces=forces)
+        out = predict(model, batch, forces=forces)
         energies.append(out["energy"].detach().cpu().numpy())
         if forces:
             forces_pred.append(out["forces"].detach().double().cpu().numpy())

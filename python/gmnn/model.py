@@ -1,11 +1,11 @@
 """The GM-NN potential: descriptor -> atomic network -> per-element scale and shift (spec 1).
 
 `GMNN.forward` is the TorchScript-able core shared by training, the ASE calculator and the
-exported LAMMPS model: edges in, atomic energies out. `GMNN.predict` adds the autograd parts
-(forces, stress) for Python users.
+exported LAMMPS model: edges in, atomic energies out. inference.predict adds the autograd parts
+(forces, stress); `layer_groups` and `param_groups` are the layers as training sees them.
 """
-from dataclasses import asdict, dataclass, field
-from typing import Dict, List, Optional, Sequence, Tuple
+from dataclasses import asdict, dataclass
+from typing import List, Sequence, Tuple
 
 import torch
 from ase.data import atomic_numbers as ATOMIC_NUMBERS, chemical_symbols
@@ -72,13 +72,6 @@ class ModelOptions:
         return out
 
 
-def forces_from_edge_gradients(grad: torch.Tensor, centers: torch.Tensor, neighbors: torch.Tensor,
-                               n_atoms: int) -> torch.Tensor:
-    """F from g_e = dE/d(x_j - x_i): F_i += g_e, F_j -= g_e (docs/model_file.md)."""
-    forces = torch.zeros((n_atoms, 3), dtype=grad.dtype, device=grad.device)
-    return forces.index_add(0, centers, grad).index_add(0, neighbors, -grad)
-
-
 class AtomicNetwork(nn.Module):
     """Features -> one number per atom: NTK linear layers with scaled SiLU in between."""
 
@@ -134,20 +127,14 @@ class GMNN(nn.Module):
         self.to(DTYPES[options.dtype])
 
     # ---- TorchScript core -------------------------------------------------------------
-    def scaled_network_energies(self, edge_vectors: torch.Tensor, centers: torch.Tensor,
-                                neighbors: torch.Tensor, species: torch.Tensor,
-                                n_centers: int) -> torch.Tensor:
-        """sigma_Z * E_i^NN for atoms 0..n_centers-1 (the shift is added separately)."""
-        features = self.descriptor(edge_vectors, centers, neighbors, species, n_centers)
-        center_species = species[:n_centers]
-        return self.scale_shift.scale[center_species] * self.network(features)
-
     def forward(self, edge_vectors: torch.Tensor, centers: torch.Tensor, neighbors: torch.Tensor,
                 species: torch.Tensor, n_centers: int) -> torch.Tensor:
         """Atomic energies (eV, float64 in any model dtype) of atoms 0..n_centers-1; see
-        docs/model_file.md."""
-        energies = self.scaled_network_energies(edge_vectors, centers, neighbors, species, n_centers)
-        return energies.to(torch.float64) + self.scale_shift.shift[species[:n_centers]]
+        docs/model_file.md. sigma_Z * E_i^NN in the model dtype, plus the shift in float64."""
+        features = self.descriptor(edge_vectors, centers, neighbors, species, n_centers)
+        center_species = species[:n_centers]
+        energies = self.scale_shift.scale[center_species] * self.network(features)
+        return energies.to(torch.float64) + self.scale_shift.shift[center_species]
 
     # ---- Python conveniences -----------------------------------------------------------
     @property
@@ -166,34 +153,6 @@ class GMNN(nn.Module):
             groups.append((f"dense{k}", [layer.weight, layer.bias]))
         return groups
 
-    def predict(self, batch: "GraphBatch", forces: bool = True, stress: bool = False,
-                create_graph: bool = False) -> Dict[str, torch.Tensor]:
-        """Energies per structure (float64), forces (model dtype) and stress (if asked)."""
-        edge_vectors = batch.edge_vectors.to(self.dtype)
-        if forces or stress:
-            edge_vectors = edge_vectors.detach().requires_grad_(True)
-        n_atoms = batch.species.shape[0]
-        network_part = self.scaled_network_energies(edge_vectors, batch.centers, batch.neighbors,
-                                                    batch.species, n_atoms)
-        # the shift is large (hundreds of eV per atom): float64, as in forward
-        atomic = network_part.double() + self.scale_shift.shift[batch.species]
-        energy = torch.zeros(batch.n_structures, dtype=torch.float64, device=atomic.device)
-        energy = energy.index_add(0, batch.atom_structure, atomic)
-        out = {"energy": energy, "atomic_energies": atomic}
-        if forces or stress:
-            (grad,) = torch.autograd.grad(network_part.sum(), edge_vectors, create_graph=create_graph)
-            if forces:
-                out["forces"] = forces_from_edge_gradients(grad, batch.centers, batch.neighbors, n_atoms)
-            if stress:
-                # dE/d(strain)_ab = sum_e g_a r_b ; ASE stress = that / volume
-                per_edge = (grad.unsqueeze(2) * edge_vectors.unsqueeze(1)).double()
-                edge_structure = batch.atom_structure[batch.centers]
-                virial = torch.zeros((batch.n_structures, 3, 3), dtype=torch.float64, device=grad.device)
-                virial = virial.index_add(0, edge_structure, per_edge)
-                sym = 0.5 * (virial + virial.transpose(1, 2))
-                out["stress"] = sym / batch.volume.unsqueeze(-1).unsqueeze(-1)
-        return out
-
     def checkpoint_state(self) -> dict:
         return {"options": asdict(self.options), "state_dict": self.state_dict()}
 
@@ -202,6 +161,26 @@ class GMNN(nn.Module):
         model = cls(ModelOptions(**state["options"]))
         model.load_state_dict(state["state_dict"])
         return model
+
+
+def param_groups(model: GMNN, lr: float, layer_lr_factor: float = 1.0, freeze: Sequence[str] = ()) -> List[dict]:
+    """One optimizer group per layer (input -> output); layer l gets
+    lr / layer_lr_factor^(L - l) (discriminative fine-tuning). Frozen layers get no group and
+    requires_grad=False."""
+    groups = model.layer_groups()
+    names = [name for name, _ in groups]
+    unknown = set(freeze) - set(names)
+    if unknown:
+        raise ValueError(f"cannot freeze unknown layer(s) {sorted(unknown)}; layers: {names}")
+    top = len(groups) - 1
+    out = []
+    for level, (name, params) in enumerate(groups):
+        frozen = name in freeze
+        for p in params:
+            p.requires_grad_(not frozen)
+        if not frozen:
+            out.append({"params": params, "lr": lr / layer_lr_factor ** (top - level), "name": name})
+    return out
 
 
 def build_model(elements: Sequence, cutoff: float = 5.0, n_radial: int = 5, n_basis: int = 7,

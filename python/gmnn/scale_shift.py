@@ -38,16 +38,12 @@ def fit_shift(graphs: Sequence[StructureGraph], n_elements: int, baseline=None) 
 
 @torch.no_grad()
 def network_energies(model, graphs: Sequence[StructureGraph], batch_size: int = 64) -> np.ndarray:
-    """Per-structure sum of sigma_Z * E_i^NN (the model's energy without its shifts)."""
-    from .graph import collate
-    out = []
-    for start in range(0, len(graphs), batch_size):
-        batch = collate(graphs[start:start + batch_size])
-        atomic = model.scaled_network_energies(batch.edge_vectors.to(model.dtype), batch.centers, batch.neighbors,
-                                               batch.species, batch.species.shape[0])
-        per_structure = torch.zeros(batch.n_structures, dtype=torch.float64)
-        out.append(per_structure.index_add(0, batch.atom_structure, atomic.double()).numpy())
-    return np.concatenate(out)
+    """Per-structure sum of sigma_Z * E_i^NN: the model's energy (inference.predict) without its
+    shifts."""
+    from .evaluation import predict_graphs
+    shift = model.scale_shift.shift.detach().double().cpu().numpy()
+    energies = predict_graphs(model, graphs, batch_size, forces=False).energy
+    return energies - element_counts(graphs, len(shift)) @ shift
 
 
 def fit_scale(graphs: Sequence[StructureGraph], shift: np.ndarray) -> float:

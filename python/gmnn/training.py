@@ -11,7 +11,7 @@ import os
 import signal
 import time
 from pathlib import Path
-from typing import Dict, List, Optional, Sequence
+from typing import Dict, Optional
 
 import numpy as np
 import torch
@@ -24,8 +24,9 @@ from .config import Config, ConfigError, config_to_dict
 from .dataset import PreparedData, load_data
 from .evaluation import error_metrics, format_table, predict_graphs, write_json
 from .graph import collate
+from .inference import predict
 from .loss import loss_terms, validation_loss
-from .model import GMNN, ModelOptions
+from .model import GMNN, ModelOptions, param_groups
 from .rundir import check_output_dir, checkpoint_bytes
 from .scale_shift import fit_scale_shift
 
@@ -33,26 +34,6 @@ log = logging.getLogger(__name__)
 
 METRIC_COLUMNS = ["epoch", "lr", "train_loss", "valid_loss", "valid_energy_mae", "valid_energy_rmse",
                   "valid_energy_per_atom_mae", "valid_forces_mae", "valid_forces_rmse", "seconds"]
-
-
-def param_groups(model: GMNN, lr: float, layer_lr_factor: float = 1.0, freeze: Sequence[str] = ()) -> List[dict]:
-    """One optimizer group per layer (input -> output); layer l gets
-    lr / layer_lr_factor^(L - l) (discriminative fine-tuning). Frozen layers get no group and
-    requires_grad=False."""
-    groups = model.layer_groups()
-    names = [name for name, _ in groups]
-    unknown = set(freeze) - set(names)
-    if unknown:
-        raise ValueError(f"cannot freeze unknown layer(s) {sorted(unknown)}; layers: {names}")
-    top = len(groups) - 1
-    out = []
-    for level, (name, params) in enumerate(groups):
-        frozen = name in freeze
-        for p in params:
-            p.requires_grad_(not frozen)
-        if not frozen:
-            out.append({"params": params, "lr": lr / layer_lr_factor ** (top - level), "name": name})
-    return out
 
 
 def lr_lambda(total_steps: int, final_factor: float, decay: str):
@@ -149,7 +130,7 @@ class Trainer:
             loss_value = 0.0
             if len(mine):
                 batch = collate([self.data.train[k] for k in mine]).to(t.device)
-                out = self.model.predict(batch, forces=t.force_weight > 0, create_graph=True)
+                out = predict(self.model, batch, forces=t.force_weight > 0, create_graph=True)
                 loss = loss_terms(out, batch, t.energy_weight, t.force_weight)
                 if self.regularizer is not None:
                     loss = loss + self.regularizer(self.model)

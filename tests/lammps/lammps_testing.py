@@ -211,7 +211,7 @@ def read_dump(path):
 def _write_variant(tmp_path, model64, name, **meta_override):
     """Re-save the exported model with some metadata changed (None = key removed)."""
     import torch
-    from gmnn.export import META_KEYS
+    from gmnn.model_file import META_KEYS
     extra = {f"gmnn/{k}": "" for k in META_KEYS}
     module = torch.jit.load(model64, _extra_files=extra)
     files = {k: v for k, v in extra.items()}
@@ -223,7 +223,7 @@ def _write_variant(tmp_path, model64, name, **meta_override):
     path = tmp_path / name
     torch.jit.save(module, str(path), _extra_files=files)
     if "gmnn/checksum" in files:  # a consistently written file: the checksum matches its content
-        from gmnn.export import content_checksum
+        from gmnn.model_file import content_checksum
         files["gmnn/checksum"] = content_checksum(path)
         torch.jit.save(module, str(path), _extra_files=files)
     return str(path)

@@ -293,7 +293,7 @@ def test_format_1_model_file_still_runs(inproc, tmp_path):
     """Model files of format 1 (forward returns the model dtype; the shipped fine-tuned ethanol
     model is one) load and give the Python calculator's results on the same file."""
     from gmnn.calculator import GMNNCalculator
-    from gmnn.export import read_metadata
+    from gmnn.loading import read_metadata
     from gmnn_testing import FORMAT_1_MODEL as path
     assert read_metadata(path)["format_version"] == "1"
     atoms, periodic, data = prepare("box", tmp_path)
