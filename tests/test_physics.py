@@ -120,7 +120,7 @@ def test_float32_model_agrees_with_float64():
 def test_float32_energy_of_a_hundred_thousand_atoms_does_not_drift(tmp_path):
     """The per-element shifts (-1029.4567 eV for carbon here) are added in float64 in a float32
     model: its 10^5-atom energy is the float64 model's to 1e-9 relative (0.1 eV of 1e8 eV),
-    through the model object, its export and GMNN.predict. With float32 shifts it was 3.4e-8
+    through the model object, its export and inference.predict. With float32 shifts it was 3.4e-8
     off (3.5 eV: the rounding of the shift, 10^5 times). A 1e-7 bound would not see that:
     float32 rounds any number by at most 6e-8 of itself."""
     from gmnn import export_model

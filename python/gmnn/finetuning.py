@@ -15,7 +15,7 @@ import numpy as np
 import torch
 
 from . import rundir
-from .checkpoint import load_model
+from .loading import load
 from .config import FINETUNE_TRAINING_DEFAULTS, Config, ConfigError, FinetuneConfig, given
 from .data import DataError, UnknownElementError
 from .model import GMNN, ModelOptions
@@ -134,7 +134,7 @@ def finetune(config: Config, pretrained_path=None, add_elements=False, resume=Fa
     config.finetune = config.finetune or FinetuneConfig()
     config.finetune.pretrained = str(path)
     with rundir.claimed(config.output_dir, resume=resume, overwrite=overwrite):
-        pretrained = load_model(path, purpose="fine-tuning")
+        pretrained = load(path, purpose="fine-tuning")
         ft = check_config(config, pretrained)
         model, data = prepare(config, pretrained, add_elements)
         if zero_shot_only:
