@@ -104,49 +104,57 @@ def main():
     force_train = [s for s in with_forces if not any(np.allclose(s.positions, t) for t in test_positions)]
     force_graphs = build_graphs(force_test, elements, pretrained.cutoff)
 
-    results = {"pretrained_pbe_on_ccsdt": {}, "runs": []}
-    pbe_zero = test_errors(pretrained, test, force_graphs)
-    results["pretrained_pbe_on_ccsdt"] = pbe_zero
-    for n in cfg["sizes"]:
-        if pool_start + n > pool_stop:
-            continue
-        row = {"n": n}
-        def finetune_and_scratch(kind, train_file, first, force_weight):
-            """Fine-tune the pre-trained model as gmnn-finetune does (the epoch chosen by k-fold
-            cross-validation over all N, then a fit on all N) and train from scratch (3x the lr)
-            as gmnn-train does (20 % of the N validate, best epoch)."""
-            ft_cfg = finetune_config(out / f"n{n}" / f"finetune_{kind}", train_file, f"{first}:{first + n}",
-                                     ft_settings, force_weight)
-            if not (Path(ft_cfg.output_dir) / "final_metrics.json").exists():
-                finetune(ft_cfg, pretrained_path, show_progress=False, overwrite=True)
-            ft = load_model(Path(ft_cfg.output_dir) / "best.ckpt")
-            n_valid = max(2, n // 5)
-            scratch_cfg = run_config(out / f"n{n}" / f"scratch_{kind}", train_file, f"{first}:{first + n - n_valid}",
-                                     train_file, f"{first + n - n_valid}:{first + n}", cfg["model"],
-                                     {**small_training, "lr": 3 * small_training["lr"]}, force_weight)
-            scratch = trained(scratch_cfg, lambda c: Trainer(c, show_progress=False))
-            return test_errors(ft, test, force_graphs), test_errors(scratch, test, force_graphs)
+    results = {"pretrained_pbe_on_ccsdt": test_errors(pretrained, test, force_graphs), "runs": [],
+               "test_structures": len(test), "pretraining_structures": n_pbe}
+    sizes = [n for n in cfg["sizes"] if pool_start + n <= pool_stop]
+    rows = {n: {"n": n} for n in sizes}
 
-        row["finetune_energy_only"], row["scratch_energy_only"] = finetune_and_scratch(
-            "energy", data("ccsdt_energies"), pool_start, 0.0)
-        zs_cfg = finetune_config(out / f"n{n}" / "zero_shot", data("ccsdt_energies"), f"{pool_start}:{pool_start + n}",
+    def finetuned(n, kind, train_file, first, force_weight):
+        """Fine-tuned as gmnn-finetune does with its defaults (the soup of 5 fold models)."""
+        ft_cfg = finetune_config(out / f"n{n}" / f"finetune_{kind}", train_file, f"{first}:{first + n}",
+                                 ft_settings, force_weight)
+        if not (Path(ft_cfg.output_dir) / "final_metrics.json").exists():
+            finetune(ft_cfg, pretrained_path, show_progress=False, overwrite=True)
+        return test_errors(load_model(Path(ft_cfg.output_dir) / "best.ckpt"), test, force_graphs)
+
+    def scratch(n, kind, train_file, first, force_weight):
+        """Trained from scratch (3x the lr) as gmnn-train does: 20 % of the N validate, best epoch."""
+        n_valid = max(2, n // 5)
+        config = run_config(out / f"n{n}" / f"scratch_{kind}", train_file, f"{first}:{first + n - n_valid}",
+                            train_file, f"{first + n - n_valid}:{first + n}", cfg["model"],
+                            {**small_training, "lr": 3 * small_training["lr"]}, force_weight)
+        return test_errors(trained(config, lambda c: Trainer(c, show_progress=False)), test, force_graphs)
+
+    def zero_shot(n):
+        config = finetune_config(out / f"n{n}" / "zero_shot", data("ccsdt_energies"), f"{pool_start}:{pool_start + n}",
                                  ft_settings, 0.0)
-        if not (Path(zs_cfg.output_dir) / "final_metrics.json").exists():
-            finetune(zs_cfg, pretrained_path, show_progress=False, overwrite=True, zero_shot_only=True)
-        row["zero_shot"] = test_errors(load_model(Path(zs_cfg.output_dir) / "best.ckpt"), test, force_graphs)
-        if len(force_train) >= n:
-            # with CCSD(T) forces, on the first n force-labelled structures
-            subset = out / f"n{n}" / "forces_train.xyz"
-            _write(force_train[:n], subset)
-            row["finetune_with_forces"], row["scratch_with_forces"] = finetune_and_scratch(
-                "forces", subset, 0, 4.0)
-        results["runs"].append(row)
-        print(json.dumps(row), flush=True)
-    results["test_structures"] = len(test)
-    results["pretraining_structures"] = n_pbe
-    (out / "results.json").write_text(json.dumps(results, indent=2))
-    (out / "results.md").write_text(table(results))
-    plot(results, out / "learning_curve.png")
+        if not (Path(config.output_dir) / "final_metrics.json").exists():
+            finetune(config, pretrained_path, show_progress=False, overwrite=True, zero_shot_only=True)
+        return test_errors(load_model(Path(config.output_dir) / "best.ckpt"), test, force_graphs)
+
+    def forces_subset(n):
+        """The first n structures with CCSD(T) forces (outside the test set)."""
+        subset = out / f"n{n}" / "forces_train.xyz"
+        _write(force_train[:n], subset)
+        return subset
+
+    # every run is a job of its own, cheapest and most telling first; results are written after
+    # each, so an interrupted experiment reports what it has (and a re-run skips finished runs)
+    energies = data("ccsdt_energies")
+    jobs = [(n, "zero_shot", lambda n=n: zero_shot(n)) for n in sizes]
+    jobs += [(n, "finetune_energy_only", lambda n=n: finetuned(n, "energy", energies, pool_start, 0.0)) for n in sizes]
+    jobs += [(n, "finetune_with_forces", lambda n=n: finetuned(n, "forces", forces_subset(n), 0, 4.0))
+             for n in sizes if len(force_train) >= n]
+    jobs += [(n, "scratch_energy_only", lambda n=n: scratch(n, "energy", energies, pool_start, 0.0)) for n in sizes]
+    jobs += [(n, "scratch_with_forces", lambda n=n: scratch(n, "forces", forces_subset(n), 0, 4.0))
+             for n in sizes if len(force_train) >= n]
+    for n, key, job in jobs:
+        rows[n][key] = job()
+        print(json.dumps({"n": n, key: rows[n][key]}), flush=True)
+        results["runs"] = [rows[n] for n in sizes]
+        (out / "results.json").write_text(json.dumps(results, indent=2))
+        (out / "results.md").write_text(table(results))
+        plot(results, out / "learning_curve.png")
     print(table(results))
     print(f"wrote {out / 'results.json'}, results.md and {out / 'learning_curve.png'}")
 

@@ -177,7 +177,7 @@ def cross_validated_finetune(config: Config, model: GMNN, pool: PreparedData, sh
     from tqdm import tqdm
     bar = tqdm(total=t.epochs, desc=f"fine-tuning, {folds}-fold cross-validation", unit="epoch",
                disable=not show_progress, mininterval=1.0, dynamic_ncols=True)
-    sizes = []
+    sizes, held_out = [], []  # held_out[e]: errors pooled over the held-out folds after e epochs
 
     def make(train, valid):
         sizes.append(len(valid))
@@ -189,6 +189,7 @@ def cross_validated_finetune(config: Config, model: GMNN, pool: PreparedData, sh
                for k in ("loss", "energy_mae", "energy_per_atom_mae", "forces_mae")}
         row["energy_rmse"] = float(np.sqrt(np.dot(sizes, [m["energy_rmse"] ** 2 for m in metrics]) / sum(sizes)))
         row["forces_rmse"] = float(np.sqrt(np.dot(sizes, [m["forces_rmse"] ** 2 for m in metrics]) / sum(sizes)))
+        held_out.append(row)
         train_loss = float(np.mean(train_losses)) if epoch else float("nan")
         append_metrics(out / "metrics.csv", epoch, trainers[0].optimizer.param_groups[-1]["lr"], train_loss, row)
         if epoch:
@@ -210,27 +211,28 @@ def cross_validated_finetune(config: Config, model: GMNN, pool: PreparedData, sh
     results = {name: error_metrics(predict_graphs(soup.eval(), graphs, t.eval_batch_size, device=t.device))
                for name, graphs in (("train", pool.train), ("test", pool.test)) if graphs}
     results["best_epoch"] = epoch
-    results["selection"] = selection_summary(config, cv)
+    results["selection"] = selection_summary(cv, held_out)
     write_json(out / "final_metrics.json", results)
     print(format_table({k: v for k, v in results.items() if isinstance(v, dict) and "n_structures" in v}))
     log.info("%s", results["selection"]["summary"])
     return results
 
 
-def selection_summary(config: Config, cv: CVResult) -> Dict:
-    """What final_metrics.json and the log say about the choice."""
-    w = config.training.energy_weight
-    rmse = lambda loss: float(np.sqrt(loss / w)) if w > 0 else float("nan")  # energy-only: loss = w E_rmse^2/atom
+def selection_summary(cv: CVResult, held_out: List[Dict[str, float]]) -> Dict:
+    """What final_metrics.json and the log say about the choice (errors in eV, eV/A: pooled
+    over the held-out folds)."""
     epoch, curve = cv.best_epoch, cv.curve
     winner = "zero-shot" if epoch == 0 else "fine-tuned"
+    chosen, start = held_out[epoch], held_out[0]
+    errors = f"held-out energy MAE {1000 * chosen['energy_mae']:.1f} meV vs zero-shot {1000 * start['energy_mae']:.1f}"
+    if np.isfinite(chosen["forces_mae"]):
+        errors += f", forces {1000 * chosen['forces_mae']:.0f} vs {1000 * start['forces_mae']:.0f} meV/A"
     return {"method": "cv-soup", "folds": len(cv.fold_sizes), "epoch": epoch, "winner": winner,
             "cv_loss": float(curve[epoch]), "zero_shot_cv_loss": float(curve[0]),
-            "cv_loss_last_epoch": float(curve[-1]),
+            "cv_loss_last_epoch": float(curve[-1]), "held_out": chosen, "held_out_zero_shot": start,
             "summary": (f"cross-validation ({len(cv.fold_sizes)} folds): {winner} model wins, epoch {epoch} of "
-                        f"{len(curve) - 1}, CV loss {curve[epoch]:.3g} vs zero-shot {curve[0]:.3g}"
-                        + (f" (energy RMSE {1000 * rmse(curve[epoch]):.2f} vs {1000 * rmse(curve[0]):.2f} meV/atom)"
-                           if config.training.force_weight == 0 else "")
-                        + "; the result is the mean of the fold models' weights at that epoch")}
+                        f"{len(curve) - 1} ({errors}); the result is the mean of the fold models' weights at that "
+                        "epoch, shifts re-fitted on all structures")}
 
 
 def write_zero_shot(config: Config, model: GMNN, data: PreparedData, show_progress: bool) -> Dict:
