@@ -1,11 +1,9 @@
-import os
-from pathlib import Path
-
-import numpy as np
+"""Fixtures shared by the test-suite (helpers are in gmnn_testing.py and parity_testing.py)."""
 import pytest
 import torch
 
 from gmnn_testing import CARBON, ETHANOL
+from parity_testing import make_model
 
 
 def pytest_configure(config):
@@ -42,3 +40,34 @@ def trained_ethanol_model(tmp_path_factory):
     trainer = Trainer(config, show_progress=False)
     trainer.run()
     return trainer.model.eval()
+
+
+# ---- gmnn._native and the exported models it and LAMMPS run (test_native.py, tests/lammps) --------
+
+@pytest.fixture(scope="session")
+def native():
+    try:
+        from gmnn import _native
+    except ImportError as exc:
+        pytest.skip(f"gmnn._native is not built ({exc}); run pip install --no-build-isolation -e .")
+    return _native
+
+
+@pytest.fixture(scope="session")
+def model_files(tmp_path_factory):
+    """{'float64': path, 'float32': path} of one exported model (cutoff 4 Å, widths 32-32)."""
+    import gmnn
+    d = tmp_path_factory.mktemp("models")
+    model = make_model()
+    return {dt: str(gmnn.export_model(model, d / f"gmnn_{dt}.pt", dtype=dt)) for dt in ("float64", "float32")}
+
+
+@pytest.fixture(scope="session")
+def model64(model_files):
+    return model_files["float64"]
+
+
+@pytest.fixture(scope="session")
+def calculator(model64):
+    from gmnn.calculator import GMNNCalculator
+    return GMNNCalculator(model64)

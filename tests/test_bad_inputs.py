@@ -1,5 +1,5 @@
-"""Rows of docs/reliability.md not covered elsewhere: large, empty and corrupt inputs, labels
-that do not fit the config, and a full disk. Each case gives a named error or a defined result."""
+"""Rows of docs/reliability.md not covered elsewhere: empty and corrupt inputs, labels that do
+not fit the config, and a full disk. Each case gives a named error or a defined result."""
 import errno
 import itertools
 import logging
@@ -12,7 +12,6 @@ import numpy as np
 import pytest
 import torch
 from ase import Atoms
-from ase.build import bulk, molecule
 
 from gmnn.calculator import GMNNCalculator
 from gmnn.config import config_from_dict
@@ -34,42 +33,6 @@ def ethanol_config(tmp_path, data=None, **training):
 
 
 # ---- structures ------------------------------------------------------------------------
-
-@pytest.mark.parametrize("atoms", [molecule("CH3CH2OH"), bulk("C", "diamond", a=3.57, cubic=True) * (2, 2, 2)],
-                         ids=["molecule", "periodic"])
-def test_calculator_atom_blocks_do_not_change_results(atoms):
-    """Evaluating 5 atoms per pass (neighbours outside the block renumbered as ghosts) gives
-    the one-pass energies, forces and stress."""
-    atoms = atoms.copy()
-    atoms.rattle(0.05, seed=3)
-    model = small_model()
-    results = []
-    for per_pass in (5, 100000):
-        atoms.calc = GMNNCalculator(model, atoms_per_pass=per_pass)
-        props = [atoms.get_potential_energies(), atoms.get_forces()]
-        if atoms.pbc.all():
-            props.append(atoms.get_stress())
-        results.append(props)
-    for blocked, whole in zip(*results):
-        np.testing.assert_allclose(blocked, whole, rtol=1e-11, atol=1e-12)
-    with pytest.raises(ValueError, match="atoms_per_pass"):
-        GMNNCalculator(model, atoms_per_pass=0)
-
-
-def test_structure_of_a_hundred_thousand_atoms():
-    """10^5 atoms through the ASE calculator in bounded memory (blocks of 4096): a perfect
-    diamond crystal has the same energy per atom as its 8-atom cell and zero forces."""
-    model = small_model(elements=("C",), cutoff=2.0, hidden=(8,))  # 4 neighbours: the test is about size
-    cell = bulk("C", "diamond", a=3.57, cubic=True)
-    cell.calc = GMNNCalculator(model)
-    per_atom = cell.get_potential_energy() / len(cell)
-    big = cell * (23, 23, 24)
-    assert len(big) == 101568
-    big.calc = GMNNCalculator(model)
-    assert big.get_potential_energy() / len(big) == pytest.approx(per_atom, rel=1e-12)
-    assert np.abs(big.get_forces()).max() < 1e-10
-    np.testing.assert_allclose(big.get_potential_energies(), per_atom, rtol=1e-12)
-
 
 def test_empty_structure():
     """No atoms: energy 0 and empty arrays from the calculator; a training file with an empty

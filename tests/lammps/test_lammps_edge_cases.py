@@ -4,7 +4,8 @@ style on a NULL-mapped atom type. In-process LAMMPS runs; everything skips witho
 import numpy as np
 import pytest
 
-from lammps_testing import lammps_header, make_model, place_in_box, reference, write_data
+from lammps_testing import lammps_header, place_in_box, write_data
+from parity_testing import make_model, reference
 
 TOL = 1e-8  # eV, eV/Å
 
@@ -204,7 +205,7 @@ def test_two_types_mapped_to_one_element_act_as_that_element(inproc, model64, ca
     a thermostat or a dump). A defined result, as in LAMMPS' other many-body styles: the same
     energy and forces as with one hydrogen type."""
     from ase.io import write
-    from lammps_testing import ethanol_cluster
+    from parity_testing import ethanol_cluster
     atoms = place_in_box(ethanol_cluster(2))
     ref = reference(calculator, atoms)
     path = tmp_path / "tagged.data"

@@ -1,7 +1,8 @@
 """Bad input to pair_style gmnn gives a LAMMPS error with a clear message, never a crash."""
 import pytest
 
-from lammps_testing import STRUCTURES, bad_model_files, lammps_header, run_lmp, write_data
+from lammps_testing import lammps_header, run_lmp, write_data
+from parity_testing import STRUCTURES, bad_model_files
 
 
 def run_expecting_error(inproc, commands):

@@ -6,7 +6,8 @@ plugin."""
 import numpy as np
 import pytest
 
-from lammps_testing import ELEMENTS, lammps_header, make_model, place_in_box, reference, write_data
+from lammps_testing import lammps_header, place_in_box, write_data
+from parity_testing import ELEMENTS, make_model, reference
 from test_lammps_errors import run_expecting_error
 
 TOL = 1e-8  # eV, eV/Å

@@ -1,7 +1,8 @@
 """Molecular dynamics with pair_style gmnn: NVE energy conservation, NPT runs."""
 import numpy as np
 
-from lammps_testing import STRUCTURES, lammps_header, write_data
+from lammps_testing import lammps_header, write_data
+from parity_testing import STRUCTURES
 
 
 def run_nve(inproc, data, periodic, model, velocity):

@@ -3,7 +3,8 @@ including ranks that own no atoms."""
 import numpy as np
 import pytest
 
-from lammps_testing import STRUCTURES, lammps_header, place_in_box, read_dump, run_lmp, write_data
+from lammps_testing import lammps_header, place_in_box, read_dump, run_lmp, write_data
+from parity_testing import STRUCTURES
 
 
 def thermo_table(stdout):

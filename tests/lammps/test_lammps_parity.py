@@ -8,8 +8,8 @@ import re
 import numpy as np
 import pytest
 
-from lammps_testing import (NKTV2P_METAL, STRUCTURES, lammps_header, place_in_box, read_dump, reference,
-                      run_lmp, write_data)
+from lammps_testing import NKTV2P_METAL, lammps_header, place_in_box, read_dump, run_lmp, write_data
+from parity_testing import STRUCTURES, reference
 
 TOL = 1e-8  # eV (energies), eV/Å (forces)
 

@@ -40,7 +40,7 @@ def test_negative_max_force_is_rejected(inproc, model64, tmp_path):
 def test_restart_continues_the_trajectory(inproc, md_model, tmp_path):
     """20 NVE steps in one go == 10 steps, write_restart, a new LAMMPS with read_restart +
     pair_style/pair_coeff again, 10 more steps (pair gmnn keeps nothing in the restart file)."""
-    from lammps_testing import STRUCTURES
+    from parity_testing import STRUCTURES
     data = write_data(STRUCTURES["box"](), tmp_path / "box.data")
     restart = tmp_path / "state.restart"
     setup = f"""

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from lammps_testing import STRUCTURES, bad_model_files, reference
+from parity_testing import STRUCTURES, bad_model_files, reference
 
 TOL_E = 1e-9   # eV, float64
 TOL_F = 1e-9   # eV/Å
