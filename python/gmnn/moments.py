@@ -11,9 +11,6 @@ tensor: that tensor and its backward were 70 % of the model's time (profile in B
 """
 import torch
 
-N_ANGULAR = 40  # 1 + 3 + 3^2 + 3^3 Cartesian components of orders 0..3
-N_UNIQUE = 20   # 1 + 3 + 6 + 10 distinct components of the symmetric tensors
-
 
 def _unique_monomials():
     """Distinct monomials (sorted index tuples) in the order unique_angular_components makes them."""

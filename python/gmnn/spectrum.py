@@ -7,7 +7,7 @@ spectral leakage. Frequencies in cm^-1. Trajectories: LAMMPS text dumps with col
 """
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Dict, Optional, Sequence, Tuple
+from typing import Dict, Optional, Tuple
 
 import numpy as np
 
