@@ -10,6 +10,7 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <chrono>
 #include <cstdlib>
 #include <cstring>
 #include <fstream>
@@ -274,6 +275,7 @@ void Model::evaluate(const double *edge_vectors, const int64_t *centers, const i
   out.atomic_energies.assign(static_cast<size_t>(n_centers), 0.0);
   out.edge_gradients.assign(3 * static_cast<size_t>(n_edges), 0.0);
   out.energy = 0.0;
+  out.forward_seconds = out.backward_seconds = 0.0;
   const int64_t n_blocks = (n_centers + B - 1) / B;
   std::vector<int64_t> start(n_blocks + 1, 0), order(static_cast<size_t>(n_edges));
   for (int64_t e = 0; e < n_edges; ++e) ++start[centers[e] / B + 1];
@@ -295,6 +297,8 @@ void Model::evaluate(const double *edge_vectors, const int64_t *centers, const i
     evaluate_block(block, need_gradients, part);
     std::copy(part.atomic_energies.begin(), part.atomic_energies.end(), out.atomic_energies.begin() + a);
     out.energy += part.energy;
+    out.forward_seconds += part.forward_seconds;
+    out.backward_seconds += part.backward_seconds;
     for (int64_t k = start[b]; k < start[b + 1]; ++k)
       std::memcpy(&out.edge_gradients[3 * order[k]], &part.edge_gradients[3 * (k - start[b])],
                   3 * sizeof(double));
@@ -332,13 +336,20 @@ void Model::evaluate_pass(const double *edge_vectors, const int64_t *centers,
     sp = sp.to(dev);
   }
 
+  using Clock = std::chrono::steady_clock;
+  const auto seconds_since = [](Clock::time_point t0) {
+    return std::chrono::duration<double>(Clock::now() - t0).count();
+  };
   std::vector<torch::jit::IValue> inputs{vec, c, nb, sp, n_centers};
   torch::Tensor energies;
+  auto t0 = Clock::now();
   try {
     energies = impl_->module.forward(inputs).toTensor();
   } catch (const std::exception &e) {
     throw std::runtime_error("gmnn model '" + path_ + "' failed in forward: " + first_line(e.what()));
   }
+  out.forward_seconds = seconds_since(t0);
+  out.backward_seconds = 0.0;
   if (energies.dim() != 1 || energies.size(0) != n_centers)
     throw std::runtime_error("gmnn model '" + path_ + "' returned atomic energies of shape " +
                              c10::str(energies.sizes()) + ", expected [" +
@@ -354,6 +365,7 @@ void Model::evaluate_pass(const double *edge_vectors, const int64_t *centers,
   out.edge_gradients.assign(3 * static_cast<size_t>(n_edges), 0.0);
   if (!need_gradients || n_edges == 0 || !energies.requires_grad()) return;
   torch::Tensor grad;
+  t0 = Clock::now();
   try {
     auto grads = torch::autograd::grad({energies.sum()}, {vec}, /*grad_outputs=*/{},
                                        /*retain_graph=*/false, /*create_graph=*/false,
@@ -362,6 +374,7 @@ void Model::evaluate_pass(const double *edge_vectors, const int64_t *centers,
   } catch (const std::exception &e) {
     throw std::runtime_error("gmnn model '" + path_ + "' failed in backward: " + first_line(e.what()));
   }
+  out.backward_seconds = seconds_since(t0);
   if (!grad.defined()) return;  // energy independent of the edges
   grad = grad.to(torch::kCPU, torch::kFloat64).contiguous();
   std::memcpy(out.edge_gradients.data(), grad.data_ptr<double>(),

@@ -32,6 +32,10 @@ struct EvalResult {
   double energy = 0.0;                  // sum of the atomic energies, accumulated in float64
   std::vector<double> atomic_energies;  // [n_centers]
   std::vector<double> edge_gradients;   // [3 * n_edges], g_e = dE / d(edge_vectors[e])
+  // wall time of the module's forward and of the backward pass, seconds, summed over the passes
+  // (pair_style gmnn's GMNN_PROFILE; on CUDA the forward is asynchronous and partly counted in
+  // the copy of the energies that follows it)
+  double forward_seconds = 0.0, backward_seconds = 0.0;
 };
 
 class Model {

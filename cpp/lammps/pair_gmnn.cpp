@@ -29,6 +29,7 @@
 #include <algorithm>
 #include <climits>
 #include <cmath>
+#include <cstdlib>
 #include <cstring>
 #include <exception>
 
@@ -39,6 +40,17 @@
 using namespace LAMMPS_NS;
 
 bool PairGMNN::malloc_tuned_ = false;
+
+namespace {
+// GMNN_PROFILE stages, in compute() order
+enum ProfileStage {
+  kMapAtoms, kBuildEdges, kModelForward, kModelBackward, kModelOther, kEnergies, kForces, kGhosts,
+  kNumStages
+};
+const char *const kStageNames[kNumStages] = {
+    "map atoms", "build edges", "model forward", "model backward",
+    "model other (tensors in and out)", "energies", "forces and virials", "ghost forces (newton off)"};
+}  // namespace
 
 PairGMNN::PairGMNN(LAMMPS *lmp) :
     Pair(lmp), block_(new gmnn::EdgeBlock), result_(new gmnn::EvalResult),
@@ -53,6 +65,8 @@ PairGMNN::PairGMNN(LAMMPS *lmp) :
   // 3 force + 6 per-atom virial components; also used with newton_pair off
   comm_reverse = 9;
   comm_reverse_off = 9;
+  if (const char *env = std::getenv("GMNN_PROFILE")) profile_every_ = std::max(0, std::atoi(env));
+  profile_seconds_.assign(kNumStages, 0.0);
 }
 
 PairGMNN::~PairGMNN()
@@ -347,20 +361,62 @@ void PairGMNN::compute(int eflag, int vflag)
     check_special_bonds();
   }
   ev_init(eflag, vflag);
+  if (profile_every_) profile_t0_ = std::chrono::steady_clock::now();
 
   map_atoms();
   const bool newton = force->newton_pair != 0;
   if (!newton) clear_ghost_buffer();
+  profile_lap(kMapAtoms);
   const bigint nlocal = atom->nlocal;
   const bigint per_pass = atoms_per_pass_ > 0 ? atoms_per_pass_ : nlocal;
   for (bigint first = 0; first < nlocal; first += per_pass) {
     build_edges(static_cast<int>(first), static_cast<int>(std::min(first + per_pass, nlocal)));
     if (debug_) log_edges();
+    profile_lap(kBuildEdges);
     evaluate_model();
+    profile_lap(kModelOther);
     if (eflag_either) tally_energies();
+    profile_lap(kEnergies);
     tally_forces_and_virials();
+    profile_lap(kForces);
   }
   if (!newton) add_ghost_contributions();
+  profile_lap(kGhosts);
+  if (profile_every_) profile_step_done();
+}
+
+// Adds the time since the last lap to `stage`; the model's lap is split into its forward,
+// backward and the rest (gmnn::EvalResult's timers).
+void PairGMNN::profile_lap(int stage)
+{
+  if (!profile_every_) return;
+  const auto now = std::chrono::steady_clock::now();
+  double seconds = std::chrono::duration<double>(now - profile_t0_).count();
+  profile_t0_ = now;
+  if (stage == kModelOther) {
+    profile_seconds_[kModelForward] += result_->forward_seconds;
+    profile_seconds_[kModelBackward] += result_->backward_seconds;
+    seconds -= result_->forward_seconds + result_->backward_seconds;
+  }
+  profile_seconds_[stage] += seconds;
+}
+
+void PairGMNN::profile_step_done()
+{
+  profile_atoms_ += atom->nlocal;
+  if (++profile_steps_ < profile_every_) return;
+  if (comm->me == 0 && profile_atoms_ > 0) {
+    double total = 0.0;
+    for (double s : profile_seconds_) total += s;
+    utils::logmesg(lmp, "pair gmnn profile: {} steps, {:.0f} atoms on rank 0, {:.3f} us/atom/step in pair gmnn\n",
+                   profile_steps_, profile_atoms_ / profile_steps_, total / profile_atoms_ * 1e6);
+    for (int k = 0; k < kNumStages; k++)
+      utils::logmesg(lmp, "pair gmnn profile: {}: {:.3f} us/atom/step ({:.1f} %)\n", kStageNames[k],
+                     profile_seconds_[k] / profile_atoms_ * 1e6, total > 0 ? 100.0 * profile_seconds_[k] / total : 0.0);
+  }
+  profile_seconds_.assign(kNumStages, 0.0);
+  profile_steps_ = 0;
+  profile_atoms_ = 0.0;
 }
 
 /* ----------------------------------------------------------------------

@@ -9,12 +9,15 @@
 // Refuses inputs that would silently give a wrong energy: a per-type mass more than 5 % from the
 // mapped element's standard mass (a mistaken element order; `check_masses no` for isotopes), and
 // bonded atoms whose 1-2/1-3/1-4 pairs special_bonds would drop or scale (needs lj/coul 1 1 1).
+// GMNN_PROFILE=N in the environment: every N steps rank 0 logs the time of each stage of compute()
+// (benchmarks/profile_step.py).
 
 #ifndef LMP_PAIR_GMNN_H
 #define LMP_PAIR_GMNN_H
 
 #include "pair.h"
 
+#include <chrono>
 #include <cstdint>
 #include <memory>
 #include <string>
@@ -54,6 +57,11 @@ class PairGMNN : public Pair {
   void clear_ghost_buffer();
   void add_ghost_contributions();
 
+  // GMNN_PROFILE=N in the environment: every N steps, rank 0 logs where compute() spent its time
+  // (per stage, µs per atom and step); benchmarks/profile_step.py reads it
+  void profile_lap(int stage);
+  void profile_step_done();
+
   void allocate();
   void load_model(const std::string &path);
   void check_result(const gmnn::EvalResult &res);
@@ -83,6 +91,11 @@ class PairGMNN : public Pair {
   std::vector<int32_t> edge_i_, edge_j_;  // the block's edges i -> j in LAMMPS' numbering
   std::vector<double> accum_;  // newton off: per-atom forces (+ virial) incl. ghosts
   int accum_stride_ = 3;
+
+  int profile_every_ = 0, profile_steps_ = 0;
+  double profile_atoms_ = 0.0;
+  std::vector<double> profile_seconds_;  // per stage (pair_gmnn.cpp, ProfileStage)
+  std::chrono::steady_clock::time_point profile_t0_;
 };
 
 }  // namespace LAMMPS_NS
