@@ -46,11 +46,8 @@ def trained_ethanol_model(tmp_path_factory):
 
 @pytest.fixture(scope="session")
 def native():
-    try:
-        from gmnn import _native
-    except ImportError as exc:
-        pytest.skip(f"gmnn._native is not built ({exc}); run pip install --no-build-isolation -e .")
-    return _native
+    return pytest.importorskip("gmnn._native", exc_type=ImportError,
+                               reason="gmnn._native is not built; run pip install --no-build-isolation -e .")
 
 
 @pytest.fixture(scope="session")
