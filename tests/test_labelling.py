@@ -16,7 +16,9 @@ import pytest
 from ase import Atoms, units
 
 from gmnn.data import read_structures
-from gmnn.labelling import LabelError, Level, geometry_key, label_structures, read_finished
+from gmnn.label_file import geometry_key, read_finished
+from gmnn.labelling import label_structures
+from gmnn.levels import LabelError, Level
 
 pyscf = pytest.importorskip("pyscf")
 
@@ -107,18 +109,18 @@ def test_resume_finds_finished_structures_by_geometry_not_by_index(tmp_path):
 
 
 def test_a_geometry_repeated_in_the_input_needs_one_frame_per_index():
-    from gmnn.labelling import Finished, _unfinished
+    from gmnn.label_file import Finished, unfinished
     molecules = [water(0), water(1), water(0)]
     w0, w1 = (geometry_key(m.numbers, m.positions) for m in molecules[:2])
-    assert _unfinished(molecules, [0, 1, 2], [Finished(2, w0)]) == [0, 1]
-    assert _unfinished(molecules, [0, 1, 2], [Finished(2, w0), Finished(0, w0), Finished(1, w1)]) == []
-    assert _unfinished(molecules, [0, 1, 2], [Finished(7, w0), Finished(8, w1)]) == [2]  # from another file
+    assert unfinished(molecules, [0, 1, 2], [Finished(2, w0)]) == [0, 1]
+    assert unfinished(molecules, [0, 1, 2], [Finished(2, w0), Finished(0, w0), Finished(1, w1)]) == []
+    assert unfinished(molecules, [0, 1, 2], [Finished(7, w0), Finished(8, w1)]) == [2]  # from another file
 
 
 def test_a_file_at_a_level_whose_name_contains_this_one_is_refused(tmp_path):
-    from gmnn.labelling import _append, _frame_text
+    from gmnn.label_file import append_frame, frame_text
     out = tmp_path / "w.xyz"
-    _append(out, _frame_text(water(0).numbers, water(0).positions, -2000.0, None, Level.parse("hf/6-31g*"), 0, 0.5))
+    append_frame(out, frame_text(water(0).numbers, water(0).positions, -2000.0, None, Level.parse("hf/6-31g*"), 0, 0.5))
     before = out.read_text()
     with pytest.raises(LabelError, match=r"level hf/6-31g\*.*this run: hf/6-31g\b"):
         label_structures([water(1)], out, Level.parse("hf/6-31g"), forces=False, progress=False)
@@ -172,9 +174,9 @@ def test_committed_label_files_of_the_previous_version_resume_as_complete(tmp_pa
 
 
 def test_a_frame_torn_anywhere_is_cut_off_and_nothing_else(tmp_path):
-    from gmnn.labelling import _frame_text
+    from gmnn.label_file import frame_text
     level = Level.parse("hf/sto-3g")
-    frames = [_frame_text(water(k).numbers, water(k).positions, -2000.0 - k, np.full((3, 3), 0.1 * k), level, k, 1.0)
+    frames = [frame_text(water(k).numbers, water(k).positions, -2000.0 - k, np.full((3, 3), 0.1 * k), level, k, 1.0)
               for k in range(3)]
     good = "".join(frames[:2])
     out = tmp_path / "w.xyz"
@@ -342,7 +344,8 @@ def test_xtb_labels_after_xtb_ran_in_the_calling_process(tmp_path):
     first xTB calculation (sample_md, then label_structures, in one script or notebook)."""
     pytest.importorskip("tblite")
     script = ("from ase import Atoms\n"
-              "from gmnn.labelling import Level, compute, label_structures\n"
+              "from gmnn.labelling import label_structures\n"
+              "from gmnn.levels import Level, compute\n"
               "if __name__ == '__main__':\n"
               "    w = Atoms('OH2', positions=[[0, 0, 0], [0.95, 0, 0], [-0.2, 0.93, 0]])\n"
               "    compute(w.numbers, w.positions, Level.parse('gfn2-xtb'))\n"

@@ -13,7 +13,7 @@ def _user_errors():
     from .config import ConfigError
     from .data import DataError
     from .model_file import ModelFileError
-    from .labelling import LabelError
+    from .levels import LabelError
     from .training import NonFiniteLoss
     return (ConfigError, DataError, CheckpointError, ModelFileError, LabelError, NonFiniteLoss, FileNotFoundError,
             OSError)
@@ -163,7 +163,8 @@ def label_main(argv=None):
 
     def run():
         from .data import parse_index, read_structures
-        from .labelling import Interrupted, LabelError, Level, label_structures
+        from .labelling import Interrupted, label_structures
+        from .levels import LabelError, Level
         level = Level.parse(args.level, density_fit=not args.no_density_fit, frozen_core=args.frozen_core,
                             charge=args.charge, spin=args.spin)
         if Path(args.output).resolve() == Path(args.input).resolve():
