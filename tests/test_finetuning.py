@@ -13,7 +13,8 @@ from gmnn.config import config_from_dict
 from gmnn.data import DataError, read_structures
 from gmnn.evaluation import error_metrics, predict_graphs
 from gmnn.finetuning import extend_elements, finetuner, prepare, zero_shot
-from gmnn.training import Trainer, load_data
+from gmnn.dataset import load_data
+from gmnn.training import Trainer
 from gmnn_testing import ETHANOL, QM9
 
 pytest.importorskip("pyscf")

@@ -32,7 +32,7 @@ from gmnn.evaluation import predict_graphs
 from gmnn.finetuning import finetuner
 from gmnn.graph import build_graphs
 from gmnn.selection import cross_validate
-from gmnn.training import PreparedData
+from gmnn.dataset import PreparedData
 
 HERE = Path(__file__).resolve().parent
 KCAL = 23.0605  # kcal/mol per eV

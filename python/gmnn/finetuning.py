@@ -21,13 +21,14 @@ from .data import DataError, UnknownElementError
 from .model import GMNN, ModelOptions
 from .scale_shift import fit_scale_shift
 from . import __version__
-from .checkpoint import save_checkpoint
+from .checkpoint import CheckpointError, save_checkpoint
 from .config import config_to_dict
 from .evaluation import error_metrics, format_table, predict_graphs, write_json
 from .selection import CVResult, cross_validate
 from .dataset import PreparedData, graphs_of, read_splits
 from .rundir import check_output_dir, checkpoint_bytes
-from .training import Trainer, append_metrics, param_groups
+from .model import param_groups
+from .training import Trainer, append_metrics
 
 log = logging.getLogger(__name__)
 
@@ -150,9 +151,23 @@ def finetune(config: Config, pretrained_path=None, add_elements=False, resume=Fa
                      "validates once in %d-fold cross-validation", len(data.train), len(data.valid), ft.folds)
         finished = Path(config.output_dir) / "final_metrics.json"
         if resume and finished.exists():
+            changed = settings_changed(Path(config.output_dir) / "config.json", config)
+            if changed:
+                raise CheckpointError(f"cannot resume from {Path(config.output_dir) / 'last.ckpt'}: that finished "
+                                      f"run was made with other settings ({'; '.join(changed)}); start a new run "
+                                      "with --overwrite, or another output_dir")
             log.info("%s: this cross-validated fine-tune has finished; nothing to resume", config.output_dir)
             return json.loads(finished.read_text())
         return cross_validated_finetune(config, model, pool, show_progress)
+
+
+def settings_changed(saved_config: Path, config: Config) -> List[str]:
+    """The training and finetune settings that differ from those of the run saved in config.json."""
+    saved = json.loads(saved_config.read_text()) if saved_config.exists() else {}
+    now = config_to_dict(config)
+    return [f"{section}.{key}: {saved[section][key]!r} then, {value!r} now"
+            for section in ("training", "finetune") for key, value in now[section].items()
+            if section in saved and key in saved[section] and saved[section][key] != value]
 
 
 def cross_validated_finetune(config: Config, model: GMNN, pool: PreparedData, show_progress: bool) -> Dict:
