@@ -18,7 +18,7 @@ from . import rundir
 from .loading import load
 from .config import FINETUNE_TRAINING_DEFAULTS, Config, ConfigError, FinetuneConfig, given
 from .data import DataError, UnknownElementError
-from .model import GMNN, ModelOptions
+from .model import GMNN, ModelOptions, param_groups
 from .scale_shift import fit_scale_shift
 from . import __version__
 from .checkpoint import CheckpointError, save_checkpoint
@@ -27,7 +27,6 @@ from .evaluation import error_metrics, format_table, predict_graphs, write_json
 from .selection import CVResult, cross_validate
 from .dataset import PreparedData, graphs_of, read_splits
 from .rundir import check_output_dir, checkpoint_bytes
-from .model import param_groups
 from .training import Trainer, append_metrics
 
 log = logging.getLogger(__name__)
