@@ -188,26 +188,13 @@ def time_case(lmp, model, n_atoms, device, per_pass, dtype, workdir: Path, timeo
     budget = STEP_BUDGET["cuda"] if device != "cpu" else STEP_BUDGET[dtype]
     steps = int(max(2, min(100, round(budget / atoms))))
     warmup = 3
-    text = f"""
-units metal
-atom_style atomic
-boundary p p p
-lattice diamond {LATTICE}
+    system = f"""lattice diamond {LATTICE}
 region box block 0 {n} 0 {n} 0 {n}
 create_box 1 box
 create_atoms 1 box
-mass 1 12.011
-pair_style gmnn device {device} atoms_per_pass {per_pass}
-pair_coeff * * {model} C
-neighbor 1.0 bin
-neigh_modify every 1 delay 0 check yes
-velocity all create 300 4928459 loop geom
-fix nve all nve
-timestep {lammps_md.TIMESTEP_FS / 1000}
-thermo {steps}
-run {warmup}
-run {steps} pre no post no
-"""
+mass 1 12.011"""
+    text = lammps_md.nve_deck(system, f"pair_style gmnn device {device} atoms_per_pass {per_pass}\n"
+                                      f"pair_coeff * * {model} C", 300, steps, warmup)
     (workdir / "in.timing").write_text(text)
     cmd = [sys.executable, "-c", lammps_md.PEAK_RSS_WRAPPER, lmp, "-in", "in.timing", "-log", "none", "-nocite"]
     with GpuMemorySampler(device != "cpu") as gpu:

@@ -203,13 +203,15 @@ PEAK_RSS_WRAPPER = (
     "sys.exit(code)\n")
 
 
-def run_case(lmp, mpirun, data: Path, pair_lines: str, temperature: float, ranks: int, threads: int,
-             steps: int, warmup: int, workdir: Path, timeout: float, plugin: str = ""):
-    text = f"""
+def nve_deck(system_lines: str, pair_lines: str, temperature: float, steps: int, warmup: int,
+             post: str = "no") -> str:
+    """The timed LAMMPS input every benchmark runs: a system, a pair style, NVE from `temperature`,
+    `warmup` steps, then `steps` timed steps (their loop time is what is measured)."""
+    return f"""
 units metal
 atom_style atomic
 boundary p p p
-read_data {data}
+{system_lines}
 {pair_lines}
 neighbor 1.0 bin
 neigh_modify every 1 delay 0 check yes
@@ -219,8 +221,13 @@ timestep {TIMESTEP_FS / 1000}
 thermo_style custom step temp pe etotal press
 thermo {max(steps, 1)}
 run {warmup}
-run {steps} pre no post no
+run {steps} pre no post {post}
 """
+
+
+def run_case(lmp, mpirun, data: Path, pair_lines: str, temperature: float, ranks: int, threads: int,
+             steps: int, warmup: int, workdir: Path, timeout: float, plugin: str = ""):
+    text = nve_deck(f"read_data {data}", pair_lines, temperature, steps, warmup)
     inp = workdir / "in.bench"
     inp.write_text(text)
     cmd = [lmp, "-in", str(inp), "-log", "none", "-nocite"]  # the screen output has the loop times

@@ -45,22 +45,8 @@ def run_lammps(lmp, model, n_atoms, warmup, steps, workdir: Path):
     data = workdir / f"diamond_{len(atoms)}.data"
     from ase.io import write
     write(str(data), atoms, format="lammps-data", specorder=["C"], atom_style="atomic", masses=True)
-    text = f"""
-units metal
-atom_style atomic
-boundary p p p
-read_data {data}
-pair_style gmnn device cpu
-pair_coeff * * {model} C
-neighbor 1.0 bin
-neigh_modify every 1 delay 0 check yes
-velocity all create 300 4928459 loop geom
-fix nve all nve
-timestep {lammps_md.TIMESTEP_FS / 1000}
-thermo {steps}
-run {warmup}
-run {steps} pre no post yes
-"""
+    text = lammps_md.nve_deck(f"read_data {data}", f"pair_style gmnn device cpu\npair_coeff * * {model} C", 300,
+                              steps, warmup, post="yes")
     (workdir / "in.profile").write_text(text)
     env = lammps_md.env_for_lammps(1)
     env["GMNN_PROFILE"] = "1"  # a report per compute() call

@@ -194,18 +194,23 @@ run 0
 def test_float32_model_in_lammps_matches_python(inproc, model_files, tmp_path):
     """The float32 export: LAMMPS and the Python calculator run the same float32 network; only
     the order of the edges (hence float32 rounding) differs."""
+    assert_float32_file_matches_python(inproc, model_files["float32"], "triclinic", tmp_path, "float32")
+
+
+def assert_float32_file_matches_python(inproc, path, name, tmp_path, label):
+    """LAMMPS and the Python calculator on one float32 model file: equal to float32 rounding."""
     from gmnn.calculator import GMNNCalculator
-    atoms, periodic, data = prepare("triclinic", tmp_path)
-    ref = reference(GMNNCalculator(model_files["float32"]), atoms)
+    atoms, periodic, data = prepare(name, tmp_path)
+    ref = reference(GMNNCalculator(path), atoms)
     out = inproc.run(lammps_header(data, periodic) + f"""
 pair_style gmnn
-pair_coeff * * {model_files['float32']} C H O
+pair_coeff * * {path} C H O
 {PER_ATOM}
 run 0
 """)
     de = abs(out["pe"] - ref["energy"])
     df = np.abs(out["forces"] - ref["forces"]).max()
-    print(f"float32: |dE| = {de:.2e} eV (E = {ref['energy']:.3f}), max|dF| = {df:.2e} eV/A")
+    print(f"{label}: |dE| = {de:.2e} eV (E = {ref['energy']:.3f}), max|dF| = {df:.2e} eV/A")
     assert de < 2e-3 and df < 1e-4, (de, df)
 
 
@@ -292,19 +297,7 @@ run 0
 def test_format_1_model_file_still_runs(inproc, tmp_path):
     """Model files of format 1 (forward returns the model dtype; the shipped fine-tuned ethanol
     model is one) load and give the Python calculator's results on the same file."""
-    from gmnn.calculator import GMNNCalculator
     from gmnn.loading import read_metadata
     from gmnn_testing import FORMAT_1_MODEL as path
     assert read_metadata(path)["format_version"] == "1"
-    atoms, periodic, data = prepare("box", tmp_path)
-    ref = reference(GMNNCalculator(path), atoms)
-    out = inproc.run(lammps_header(data, periodic) + f"""
-pair_style gmnn
-pair_coeff * * {path} C H O
-{PER_ATOM}
-run 0
-""")
-    de = abs(out["pe"] - ref["energy"])
-    df = np.abs(out["forces"] - ref["forces"]).max()
-    print(f"format 1, float32: |dE| = {de:.2e} eV (E = {ref['energy']:.3f}), max|dF| = {df:.2e} eV/A")
-    assert de < 2e-3 and df < 1e-4, (de, df)
+    assert_float32_file_matches_python(inproc, path, "box", tmp_path, "format 1, float32")
