@@ -38,8 +38,7 @@ class GaussianMomentDescriptor(nn.Module):
     carbon (80 neighbours within 5 A), and the NTK input layer divides by sqrt(n_features).
     """
 
-    def __init__(self, n_elements: int, n_radial: int = 5, n_basis: int = 7,
-                 r_min: float = 0.5, r_cutoff: float = 5.0):
+    def __init__(self, n_elements: int, n_radial: int, n_basis: int, r_min: float, r_cutoff: float):
         super().__init__()
         self.radial = RadialFunctions(n_elements, n_radial, n_basis, r_min, r_cutoff)
         self.n_radial = n_radial

@@ -183,9 +183,9 @@ def param_groups(model: GMNN, lr: float, layer_lr_factor: float = 1.0, freeze: S
     return out
 
 
-def build_model(elements: Sequence, cutoff: float = 5.0, n_radial: int = 5, n_basis: int = 7,
-                r_min: float = 0.5, hidden: Sequence[int] = (512, 512), dtype: str = "float32") -> GMNN:
-    """A default, untrained GM-NN for the given elements (symbols like "C" or atomic numbers)."""
+def build_model(elements: Sequence, **options) -> GMNN:
+    """An untrained GM-NN for the given elements (symbols like "C" or atomic numbers); `options`
+    are ModelOptions fields (cutoff, n_radial, n_basis, r_min, hidden, dtype), the rest default."""
     numbers = []
     for el in elements:
         if isinstance(el, str):
@@ -194,4 +194,4 @@ def build_model(elements: Sequence, cutoff: float = 5.0, n_radial: int = 5, n_ba
             numbers.append(ATOMIC_NUMBERS[el])
         else:
             numbers.append(int(el))
-    return GMNN(ModelOptions(sorted(numbers), cutoff, n_radial, n_basis, r_min, tuple(hidden), dtype))
+    return GMNN(ModelOptions(sorted(numbers), **options))

@@ -20,7 +20,7 @@ class GaussianBasis(nn.Module):
     damps everything). Width beta = K^2 / r_c^2 and c = (2 beta / pi)^(1/4) as in GM-NN.
     """
 
-    def __init__(self, n_basis: int = 7, r_min: float = 0.5, r_cutoff: float = 5.0):
+    def __init__(self, n_basis: int, r_min: float, r_cutoff: float):  # defaults: model.ModelOptions
         super().__init__()
         if not 0.0 <= r_min < r_cutoff:
             raise ValueError(f"need 0 <= r_min < r_cutoff, got r_min={r_min}, r_cutoff={r_cutoff}")
@@ -48,8 +48,7 @@ class RadialFunctions(nn.Module):
     (species of centre i, species of neighbour j); initialised uniformly in [-1, 1].
     """
 
-    def __init__(self, n_elements: int, n_radial: int = 5, n_basis: int = 7,
-                 r_min: float = 0.5, r_cutoff: float = 5.0):
+    def __init__(self, n_elements: int, n_radial: int, n_basis: int, r_min: float, r_cutoff: float):
         super().__init__()
         self.n_elements = n_elements
         self.n_radial = n_radial
