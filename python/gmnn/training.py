@@ -62,8 +62,8 @@ class Trainer:
                  regularizer=None, stop_epoch: Optional[int] = None):
         """`regularizer(model) -> scalar tensor` is added to every training step's loss
         (fine-tuning's L2-SP anchor); validation and early stopping see the data loss only.
-        `stop_epoch`: stop there, keeping the schedule of `training.epochs`, and keep the model
-        of that epoch as best.ckpt (an epoch chosen beforehand, by cross-validation)."""
+        `stop_epoch`: stop there, keeping the schedule of `training.epochs` (0: the starting
+        model is the run's result, as gmnn-finetune --zero-shot writes it)."""
         self.config = config
         self.stop_epoch = stop_epoch
         self.regularizer = regularizer
@@ -196,7 +196,7 @@ class Trainer:
                     continue
                 metrics = self.validate()
                 self.epoch += 1
-                improved = metrics["loss"] < self.best_loss or self.stop_epoch is not None
+                improved = metrics["loss"] < self.best_loss
                 if improved:
                     self.best_loss, self.best_epoch = metrics["loss"], self.epoch
                 if self.main:
