@@ -14,7 +14,8 @@ def test_metadata_is_read_from_the_model_file(native, model_files):
     assert m.cutoff == pytest.approx(4.0, abs=0)
     assert list(m.atomic_numbers) == [1, 6, 8]
     assert m.dtype == "float64"
-    assert m.format_version == native.FORMAT_VERSION == 2
+    assert m.format_version == native.FORMAT_VERSION == 3
+    assert not m.has_uncertainty  # exported uncalibrated: gmnn/uncertainty none
     assert m.device == "cpu"
     assert native.Model(model_files["float32"]).dtype == "float32"
 
@@ -151,3 +152,65 @@ def test_native_loader_verifies_the_checksum(tmp_path):
             dst.writestr(item, data)
     with pytest.raises(Exception, match="checksum mismatch"):
         native.Model(str(bad), "cpu")
+
+
+# ---- per-atom force uncertainty (format 3) -----------------------------------------------------
+
+@pytest.fixture(scope="module")
+def calibrated_model(tmp_path_factory):
+    """The test model calibrated on 20 + 10 rMD17 ethanol frames, exported (gmnn/uncertainty llpr)."""
+    import gmnn
+    from gmnn import uncertainty
+    from gmnn.data import read_structures
+    from gmnn.graph import build_graphs
+    from gmnn_testing import ETHANOL
+    from parity_testing import make_model
+    model = make_model()
+    graphs = build_graphs(read_structures(ETHANOL, energy_unit="kcal/mol")[:30], model.atomic_numbers,
+                          model.cutoff)
+    uncertainty.fit(model, graphs[:20], graphs[20:])
+    assert model.has_uncertainty
+    return str(gmnn.export_model(model, tmp_path_factory.mktemp("llpr") / "llpr.pt", dtype="float64"))
+
+
+@pytest.mark.parametrize("per_pass", [0, 7])
+def test_uncertainty_matches_python(native, calibrated_model, per_pass):
+    """compute(uncertainty=True): sigma_F per atom as the Python calculator's forces_uncertainty
+    on the same file (1e-10 relative), in one pass or blocks of 7 atoms; energies and forces as
+    without it."""
+    from gmnn.calculator import GMNNCalculator
+    atoms = STRUCTURES["triclinic"]()
+    calc = GMNNCalculator(calibrated_model)
+    ref = reference(calc, atoms)
+    ref_u = calc.results["forces_uncertainty"]
+    m = native.Model(calibrated_model)
+    assert m.has_uncertainty
+    m.atoms_per_pass = per_pass
+    plain = m.compute(atoms.positions, atoms.numbers, atoms.cell.array, atoms.pbc)
+    out = m.compute(atoms.positions, atoms.numbers, atoms.cell.array, atoms.pbc, uncertainty=True)
+    assert "forces_uncertainty" not in plain
+    u = out["forces_uncertainty"]
+    rel = np.abs(u - ref_u) / ref_u
+    print(f"max rel |d sigma_F| = {rel.max():.2e}, sigma_F {u.min():.3f} .. {u.max():.3f} eV/A")
+    assert u.shape == (len(atoms),) and rel.max() < 1e-10, (u, ref_u)
+    assert abs(out["energy"] - ref["energy"]) < TOL_E
+    assert abs(out["energy"] - plain["energy"]) < 1e-10
+    assert np.abs(out["forces"] - plain["forces"]).max() < 1e-12
+    # the raw entry point: a third element with uncertainty=True
+    c, n, v, _ = native.neighbor_list(atoms.positions, atoms.cell.array, atoms.pbc, m.cutoff)
+    species = np.array([m.atomic_numbers.index(z) for z in atoms.numbers])
+    e, g, u_edges = m.evaluate_edges(v, c, n, species, len(atoms), uncertainty=True)
+    assert len(m.evaluate_edges(v, c, n, species, len(atoms))) == 2
+    assert np.abs(u_edges - ref_u).max() < 1e-10 * ref_u.max()
+
+
+def test_uncertainty_of_a_model_without_it_is_a_clear_error(native, model64):
+    from gmnn_testing import FORMAT_1_MODEL
+    atoms = STRUCTURES["small_cell"]()
+    for path, why in ((model64, "exported without calibration"), (str(FORMAT_1_MODEL), "format-1 file")):
+        m = native.Model(path)
+        assert not m.has_uncertainty
+        m.compute(atoms.positions, atoms.numbers, atoms.cell.array, atoms.pbc)  # runs without it
+        with pytest.raises(RuntimeError, match="has no calibrated uncertainty") as info:
+            m.compute(atoms.positions, atoms.numbers, atoms.cell.array, atoms.pbc, uncertainty=True)
+        assert path in str(info.value) and why in str(info.value) and "gmnn-calibrate" in str(info.value)

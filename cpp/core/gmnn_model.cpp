@@ -161,7 +161,7 @@ Model::Model(const std::string &path, const std::string &device, int local_rank)
   torch::jit::ExtraFilesMap extra{{"gmnn/format_version", ""}, {"gmnn/gmnn_version", ""},
                                   {"gmnn/cutoff", ""},         {"gmnn/atomic_numbers", ""},
                                   {"gmnn/dtype", ""},          {"gmnn/units", ""},
-                                  {"gmnn/checksum", ""}};
+                                  {"gmnn/uncertainty", ""},    {"gmnn/checksum", ""}};
   try {
     impl_->device = resolve_device(device, local_rank);
   } catch (const std::exception &e) {
@@ -248,7 +248,33 @@ Model::Model(const std::string &path, const std::string &device, int local_rank)
   }
   gmnn_version_ = trim(extra["gmnn/gmnn_version"]);
 
+  // format 3: "llpr" (calibrated; the module's forward_uncertainty gives sigma_F) or "none".
+  // Older files have no uncertainty whatever their metadata says.
+  if (format_version_ >= 3) {
+    uncertainty_meta_ = trim(extra["gmnn/uncertainty"]);
+    if (uncertainty_meta_ == "llpr") {
+      if (!impl_->module.find_method("forward_uncertainty"))
+        fail(path, "gmnn/uncertainty is 'llpr' but the module has no forward_uncertainty method");
+      has_uncertainty_ = true;
+    } else if (!uncertainty_meta_.empty() && uncertainty_meta_ != "none") {
+      fail(path, "bad gmnn/uncertainty '" + uncertainty_meta_ + "' (expected llpr or none)");
+    }
+  }
+
   impl_->module.eval();
+}
+
+void Model::require_uncertainty() const {
+  if (has_uncertainty_) return;
+  const std::string why =
+      format_version_ < 3
+          ? "it is a format-" + std::to_string(format_version_) +
+                " file, written before model files carried uncertainties"
+          : "it was exported without calibration (gmnn/uncertainty " +
+                (uncertainty_meta_.empty() ? std::string("missing") : "'" + uncertainty_meta_ + "'") + ")";
+  throw std::runtime_error("model '" + path_ + "' has no calibrated uncertainty: " + why +
+                           "; re-export its checkpoint with a gmnn that calibrates (gmnn-calibrate, "
+                           "then gmnn-export)");
 }
 
 Model::~Model() = default;
@@ -262,11 +288,12 @@ int Model::species_index(int z) const {
 
 void Model::evaluate(const double *edge_vectors, const int64_t *centers, const int64_t *neighbors,
                      int64_t n_edges, const int64_t *species, int64_t n_atoms, int64_t n_centers,
-                     bool need_gradients, EvalResult &out) {
+                     bool need_gradients, EvalResult &out, bool with_uncertainty) {
+  if (with_uncertainty) require_uncertainty();
   const int64_t B = atoms_per_pass_;
   if (B <= 0 || n_centers <= B) {
     evaluate_pass(edge_vectors, centers, neighbors, n_edges, species, n_atoms, n_centers,
-                  need_gradients, out);
+                  need_gradients, with_uncertainty, out);
     return;
   }
 
@@ -274,6 +301,10 @@ void Model::evaluate(const double *edge_vectors, const int64_t *centers, const i
   // instead of with the number of atoms; the results are the same.
   out.atomic_energies.assign(static_cast<size_t>(n_centers), 0.0);
   out.edge_gradients.assign(3 * static_cast<size_t>(n_edges), 0.0);
+  if (with_uncertainty)
+    out.atomic_uncertainty.assign(static_cast<size_t>(n_centers), 0.0);
+  else
+    out.atomic_uncertainty.clear();
   out.energy = 0.0;
   out.forward_seconds = out.backward_seconds = 0.0;
   const int64_t n_blocks = (n_centers + B - 1) / B;
@@ -294,8 +325,12 @@ void Model::evaluate(const double *edge_vectors, const int64_t *centers, const i
       const double *r = edge_vectors + 3 * e;
       block.add_edge(centers[e], neighbors[e], species[neighbors[e]], r[0], r[1], r[2]);
     }
-    evaluate_block(block, need_gradients, part);
+    evaluate_pass(block.edge_vectors(), block.centers(), block.neighbors(), block.n_edges(),
+                  block.species(), block.n_atoms(), block.n_centers(), need_gradients,
+                  with_uncertainty, part);
     std::copy(part.atomic_energies.begin(), part.atomic_energies.end(), out.atomic_energies.begin() + a);
+    std::copy(part.atomic_uncertainty.begin(), part.atomic_uncertainty.end(),
+              out.atomic_uncertainty.begin() + a);
     out.energy += part.energy;
     out.forward_seconds += part.forward_seconds;
     out.backward_seconds += part.backward_seconds;
@@ -305,15 +340,18 @@ void Model::evaluate(const double *edge_vectors, const int64_t *centers, const i
   }
 }
 
-void Model::evaluate_block(const EdgeBlock &block, bool need_gradients, EvalResult &out) {
+void Model::evaluate_block(const EdgeBlock &block, bool need_gradients, EvalResult &out,
+                           bool with_uncertainty) {
+  if (with_uncertainty) require_uncertainty();
   evaluate_pass(block.edge_vectors(), block.centers(), block.neighbors(), block.n_edges(),
-                block.species(), block.n_atoms(), block.n_centers(), need_gradients, out);
+                block.species(), block.n_atoms(), block.n_centers(), need_gradients,
+                with_uncertainty, out);
 }
 
 void Model::evaluate_pass(const double *edge_vectors, const int64_t *centers,
                           const int64_t *neighbors, int64_t n_edges, const int64_t *species,
                           int64_t n_atoms, int64_t n_centers, bool need_gradients,
-                          EvalResult &out) {
+                          bool with_uncertainty, EvalResult &out) {
   torch::AutoGradMode grad_mode(need_gradients);
   const auto f64 = torch::TensorOptions().dtype(torch::kFloat64);
   const auto i64 = torch::TensorOptions().dtype(torch::kInt64);
@@ -341,12 +379,21 @@ void Model::evaluate_pass(const double *edge_vectors, const int64_t *centers,
     return std::chrono::duration<double>(Clock::now() - t0).count();
   };
   std::vector<torch::jit::IValue> inputs{vec, c, nb, sp, n_centers};
-  torch::Tensor energies;
+  torch::Tensor energies, sigma;
   auto t0 = Clock::now();
   try {
-    energies = impl_->module.forward(inputs).toTensor();
+    if (with_uncertainty) {
+      // (atomic energies, sigma_F, last-layer features); the features are for Python only
+      auto outputs = impl_->module.get_method("forward_uncertainty")(inputs).toTuple();
+      energies = outputs->elements().at(0).toTensor();
+      sigma = outputs->elements().at(1).toTensor();
+    } else {
+      energies = impl_->module.forward(inputs).toTensor();
+    }
   } catch (const std::exception &e) {
-    throw std::runtime_error("gmnn model '" + path_ + "' failed in forward: " + first_line(e.what()));
+    throw std::runtime_error("gmnn model '" + path_ + "' failed in " +
+                             (with_uncertainty ? "forward_uncertainty: " : "forward: ") +
+                             first_line(e.what()));
   }
   out.forward_seconds = seconds_since(t0);
   out.backward_seconds = 0.0;
@@ -354,6 +401,16 @@ void Model::evaluate_pass(const double *edge_vectors, const int64_t *centers,
     throw std::runtime_error("gmnn model '" + path_ + "' returned atomic energies of shape " +
                              c10::str(energies.sizes()) + ", expected [" +
                              std::to_string(n_centers) + "]");
+  if (with_uncertainty) {
+    if (sigma.dim() != 1 || sigma.size(0) != n_centers)
+      throw std::runtime_error("gmnn model '" + path_ + "' returned uncertainties of shape " +
+                               c10::str(sigma.sizes()) + ", expected [" +
+                               std::to_string(n_centers) + "]");
+    torch::Tensor s_cpu = sigma.detach().to(torch::kCPU, torch::kFloat64).contiguous();
+    out.atomic_uncertainty.assign(s_cpu.data_ptr<double>(), s_cpu.data_ptr<double>() + n_centers);
+  } else {
+    out.atomic_uncertainty.clear();
+  }
 
   // format 2: float64 already (the shifts are added in float64); format 1: the model dtype
   torch::Tensor e_cpu = energies.detach().to(torch::kCPU, torch::kFloat64).contiguous();

@@ -17,9 +17,10 @@
 namespace gmnn {
 
 // The model-file format version gmnn-export writes, and the oldest this build still reads
-// (docs/model_file.md). 2: forward returns float64 atomic energies in any model dtype; 1: in
-// the model dtype. Model::evaluate converts both to float64.
-constexpr int kFormatVersion = 2;
+// (docs/model_file.md). 3: the module also has forward_uncertainty, and the metadata key
+// gmnn/uncertainty says whether it is calibrated; 2: forward returns float64 atomic energies in
+// any model dtype; 1: in the model dtype. Model::evaluate converts all to float64.
+constexpr int kFormatVersion = 3;
 constexpr int kOldestFormatVersion = 1;
 
 // Default number of atoms (centres) per forward/backward pass, for pair_style gmnn
@@ -32,6 +33,9 @@ struct EvalResult {
   double energy = 0.0;                  // sum of the atomic energies, accumulated in float64
   std::vector<double> atomic_energies;  // [n_centers]
   std::vector<double> edge_gradients;   // [3 * n_edges], g_e = dE / d(edge_vectors[e])
+  // [n_centers] per-atom force uncertainty sigma_F, eV/Angstrom, when the evaluation asked for
+  // it (with_uncertainty); empty otherwise
+  std::vector<double> atomic_uncertainty;
   // wall time of the module's forward and of the backward pass, seconds, summed over the passes
   // (pair_style gmnn's GMNN_PROFILE; on CUDA the forward is asynchronous and partly counted in
   // the copy of the energies that follows it)
@@ -60,18 +64,29 @@ class Model {
   // Model element index of atomic number z, or -1 if the model does not know z.
   int species_index(int z) const;
 
+  // Whether the file carries a calibrated per-atom uncertainty (format >= 3 with
+  // gmnn/uncertainty "llpr"), which evaluate(..., with_uncertainty = true) returns.
+  bool has_uncertainty() const { return has_uncertainty_; }
+  // Throws std::runtime_error naming the file and what to do when !has_uncertainty().
+  void require_uncertainty() const;
+
   // Evaluates the model (docs/model_file.md, "The module's forward").
   // edge_vectors: [3 * n_edges] float64, x_j - x_i; centers/neighbors: [n_edges];
   // species: [n_atoms] model element indices; atoms 0 .. n_centers-1 are the centres.
   // With need_gradients, out.edge_gradients holds dE/d(edge_vectors) (one backward pass).
+  // With with_uncertainty (needs has_uncertainty(), else require_uncertainty()'s error), the
+  // module's forward_uncertainty runs instead of forward (the same energies, one forward and one
+  // backward still) and out.atomic_uncertainty holds sigma_F per centre.
   void evaluate(const double *edge_vectors, const int64_t *centers, const int64_t *neighbors,
                 int64_t n_edges, const int64_t *species, int64_t n_atoms, int64_t n_centers,
-                bool need_gradients, EvalResult &out);
+                bool need_gradients, EvalResult &out, bool with_uncertainty = false);
 
   // One forward (+ backward) pass over one block (gmnn_edge_block.h), whatever its size:
   // out.atomic_energies [block.n_centers()], out.edge_gradients [3 * block.n_edges()] in the
-  // block's edge order. pair_style gmnn calls it for each block of atoms_per_pass centres.
-  void evaluate_block(const EdgeBlock &block, bool need_gradients, EvalResult &out);
+  // block's edge order (and out.atomic_uncertainty [block.n_centers()] with with_uncertainty).
+  // pair_style gmnn calls it for each block of atoms_per_pass centres.
+  void evaluate_block(const EdgeBlock &block, bool need_gradients, EvalResult &out,
+                      bool with_uncertainty = false);
 
   // Evaluate at most n atoms (centres) per forward/backward pass (0: all at once). Bounds the
   // peak memory, which otherwise grows with the number of atoms; results do not change.
@@ -81,7 +96,7 @@ class Model {
  private:
   void evaluate_pass(const double *edge_vectors, const int64_t *centers, const int64_t *neighbors,
                      int64_t n_edges, const int64_t *species, int64_t n_atoms, int64_t n_centers,
-                     bool need_gradients, EvalResult &out);
+                     bool need_gradients, bool with_uncertainty, EvalResult &out);
 
   struct Impl;
   std::unique_ptr<Impl> impl_;
@@ -91,6 +106,8 @@ class Model {
   std::string dtype_;
   std::string gmnn_version_;
   int format_version_ = 0;
+  bool has_uncertainty_ = false;
+  std::string uncertainty_meta_;  // gmnn/uncertainty as read ("" before format 3)
   int64_t atoms_per_pass_ = kDefaultAtomsPerPass;
 };
 

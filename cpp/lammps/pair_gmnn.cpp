@@ -8,6 +8,8 @@
 // Only one block's edges exist at a time: memory grows with the atoms, not with their edges.
 // Forces on ghosts go back to their owners by LAMMPS' own reverse communication with
 // newton_pair on, and by this style's reverse communication with newton_pair off.
+// With uncertainty yes, each block's pass also returns the atoms' force uncertainty sigma_F
+// (the model's forward_uncertainty), kept per local atom for fix pair and uncertainty_halt.
 
 #include "pair_gmnn.h"
 
@@ -21,6 +23,7 @@
 #include "error.h"
 #include "force.h"
 #include "memory.h"
+#include "modify.h"
 #include "neigh_list.h"
 #include "neighbor.h"
 #include "update.h"
@@ -32,6 +35,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <exception>
+#include <limits>
 
 #if defined(__GLIBC__)
 #include <malloc.h>
@@ -117,10 +121,12 @@ void PairGMNN::check_result(const gmnn::EvalResult &res)
 /* ----------------------------------------------------------------------
    pair_style gmnn [device auto|cpu|cuda|cuda:N] [atoms_per_pass N] [keep_memory yes|no]
                    [debug yes|no] [max_force F] [check_masses yes|no]
+                   [uncertainty yes|no] [uncertainty_halt S]
 ------------------------------------------------------------------------- */
 
 void PairGMNN::settings(int narg, char **arg)
 {
+  bool uncertainty_no = false, halt_given = false;
   int iarg = 0;
   while (iarg < narg) {
     const std::string key = arg[iarg];
@@ -142,13 +148,37 @@ void PairGMNN::settings(int narg, char **arg)
       if (max_force_ < 0.0) error->all(FLERR, "pair_style gmnn: max_force must be >= 0 (0 = no cap)");
     } else if (key == "check_masses") {
       check_masses_ = utils::logical(FLERR, value, false, lmp);
+    } else if (key == "uncertainty") {
+      uncertainty_ = utils::logical(FLERR, value, false, lmp);
+      uncertainty_no = !uncertainty_;
+      if (uncertainty_no) uncertainty_halt_ = 0.0;
+    } else if (key == "uncertainty_halt") {
+      uncertainty_halt_ = utils::numeric(FLERR, value, false, lmp);
+      if (!(uncertainty_halt_ > 0.0))
+        error->all(FLERR, "pair_style gmnn: uncertainty_halt must be > 0 (eV/Angstrom), got {}", value);
+      halt_given = uncertainty_ = true;
     } else {
       error->all(FLERR,
                  "pair_style gmnn: unknown keyword '{}' (expected device, atoms_per_pass, keep_memory, debug, "
-                 "max_force or check_masses)",
+                 "max_force, check_masses, uncertainty or uncertainty_halt)",
                  key);
     }
     iarg += 2;
+  }
+  if (halt_given && uncertainty_no)
+    error->all(FLERR, "pair_style gmnn: uncertainty_halt needs the uncertainty (it implies uncertainty yes); "
+               "drop 'uncertainty no'");
+  // pair_style again after pair_coeff keeps the model
+  if (uncertainty_ && model_) require_uncertainty();
+}
+
+// The model must have a calibrated uncertainty (gmnn::Model::require_uncertainty's message).
+void PairGMNN::require_uncertainty()
+{
+  try {
+    model_->require_uncertainty();
+  } catch (const std::exception &e) {
+    error->all(FLERR, "pair_style gmnn uncertainty: {}", e.what());
   }
 }
 
@@ -170,6 +200,7 @@ void PairGMNN::coeff(int narg, char **arg)
                ntypes, ntypes, nelem);
 
   load_model(arg[2]);
+  if (uncertainty_) require_uncertainty();
 
   std::string known;
   for (int z : model_->atomic_numbers()) known += " " + gmnn::chemical_symbol(z);
@@ -229,9 +260,10 @@ void PairGMNN::load_model(const std::string &path)
     for (int z : model_->atomic_numbers()) elems += " " + gmnn::chemical_symbol(z);
     utils::logmesg(lmp,
                    "pair gmnn: model {} (format {}, gmnn {}), cutoff {} A, dtype {}, device {}, "
-                   "elements:{}, atoms per pass {}\n",
+                   "elements:{}, atoms per pass {}, {}\n",
                    path, model_->format_version(), model_->gmnn_version(), cutoff_, model_->dtype(),
-                   model_->device(), elems, atoms_per_pass_ > 0 ? std::to_string(atoms_per_pass_) : "all");
+                   model_->device(), elems, atoms_per_pass_ > 0 ? std::to_string(atoms_per_pass_) : "all",
+                   model_->has_uncertainty() ? "calibrated uncertainty" : "no uncertainty");
   }
 }
 
@@ -245,6 +277,7 @@ void PairGMNN::init_style()
     error->all(FLERR, "pair_style gmnn: the number of atom types changed after pair_coeff");
 
   if (check_masses_) check_masses();
+  check_uncertainty_request();
   // As a sub-style of pair hybrid, `pair_modify pair gmnn special ...` factors are in force only
   // while hybrid calls compute(): check there.
   if (force->pair == this)
@@ -342,6 +375,40 @@ void PairGMNN::check_special_bonds()
                        : "");
 }
 
+/* ----------------------------------------------------------------------
+   Who wants sigma_F: the keyword, or a fix pair (per atom with flag 0, or as a trigger with flag
+   1). The model must then have it; a fix pair reading `uncertainty` with neither would stop at
+   its first step with LAMMPS' bare "cannot extract uncertainty", so say what to add instead.
+------------------------------------------------------------------------- */
+
+void PairGMNN::check_uncertainty_request()
+{
+  if (modify->get_fix_by_style("^pair$").empty()) trigger_requested_ = peratom_requested_ = false;  // unfix
+  if (uncertainty_ || trigger_requested_) require_uncertainty();
+  if (peratom_requested_ && !uncertainty_ && !trigger_requested_)
+    error->all(FLERR,
+               "pair_style gmnn: fix pair reads 'uncertainty', which pair gmnn computes only with "
+               "'pair_style gmnn uncertainty yes' (every step) or with the fix pair flag 1 "
+               "('fix ID group pair N gmnn uncertainty 1': every Nth step)");
+}
+
+void *PairGMNN::extract(const char *name, int &dim)
+{
+  if (strcmp(name, "uncertainty_flag") != 0) return nullptr;
+  dim = 0;
+  trigger_requested_ = true;
+  return &uncertainty_trigger_;
+}
+
+// sigma_F of the local atoms at the last compute(); ghosts have none (fix pair reads local atoms)
+void *PairGMNN::extract_peratom(const char *name, int &ncol)
+{
+  if (strcmp(name, "uncertainty") != 0) return nullptr;
+  ncol = 0;
+  peratom_requested_ = true;
+  return atom_uncertainty_.empty() ? nullptr : atom_uncertainty_.data();
+}
+
 double PairGMNN::init_one(int i, int j)
 {
   if (setflag[i][j] == 0 && !(type_species_[i] >= 0 && type_species_[j] >= 0))
@@ -366,14 +433,19 @@ void PairGMNN::compute(int eflag, int vflag)
   map_atoms();
   const bool newton = force->newton_pair != 0;
   if (!newton) clear_ghost_buffer();
-  profile_lap(kMapAtoms);
   const bigint nlocal = atom->nlocal;
+  // sigma_F this step: uncertainty yes, or fix pair's trigger; otherwise nothing extra is done.
+  // At least one entry: fix pair takes a null pointer for "cannot extract", also on empty ranks.
+  const bool with_uncertainty = uncertainty_ || uncertainty_trigger_;
+  if (with_uncertainty) atom_uncertainty_.assign(std::max<bigint>(nlocal, 1), 0.0);
+  profile_lap(kMapAtoms);
   const bigint per_pass = atoms_per_pass_ > 0 ? atoms_per_pass_ : nlocal;
   for (bigint first = 0; first < nlocal; first += per_pass) {
     build_edges(static_cast<int>(first), static_cast<int>(std::min(first + per_pass, nlocal)));
     if (debug_) log_edges();
     profile_lap(kBuildEdges);
-    evaluate_model();
+    evaluate_model(with_uncertainty);
+    if (with_uncertainty) store_uncertainty();
     profile_lap(kModelOther);
     if (eflag_either) tally_energies();
     profile_lap(kEnergies);
@@ -383,6 +455,7 @@ void PairGMNN::compute(int eflag, int vflag)
   if (!newton) add_ghost_contributions();
   profile_lap(kGhosts);
   if (profile_every_) profile_step_done();
+  if (uncertainty_halt_ > 0.0) check_uncertainty_halt();
 }
 
 // Adds the time since the last lap to `stage`; the model's lap is split into its forward,
@@ -493,10 +566,10 @@ void PairGMNN::log_edges()
    The atomic energies of the block's atoms and dE/d(edge vectors), into result_; checked.
 ------------------------------------------------------------------------- */
 
-void PairGMNN::evaluate_model()
+void PairGMNN::evaluate_model(bool with_uncertainty)
 {
   try {
-    model_->evaluate_block(*block_, true, *result_);
+    model_->evaluate_block(*block_, true, *result_, with_uncertainty);
   } catch (const std::exception &e) {
     error->one(FLERR, "pair gmnn: {}", e.what());
   }
@@ -514,6 +587,55 @@ void PairGMNN::tally_energies()
     if (eflag_global) eng_vdwl += energy[k];
     if (eflag_atom) eatom[i] += energy[k];
   }
+}
+
+// The block's sigma_F into atom_uncertainty_ (0 for atoms of NULL types, which gmnn ignores).
+void PairGMNN::store_uncertainty()
+{
+  const int *type = atom->type;
+  const double *sigma = result_->atomic_uncertainty.data();
+  const int first = static_cast<int>(block_->first()), m = static_cast<int>(block_->n_centers());
+  for (int k = 0; k < m; k++) {
+    const int i = first + k;
+    atom_uncertainty_[i] = type_species_[type[i]] >= 0 ? sigma[k] : 0.0;
+  }
+}
+
+/* ----------------------------------------------------------------------
+   uncertainty_halt S: stop when the largest sigma_F of all atoms exceeds S. Every rank learns
+   the largest value and its rank (MPI_MAXLOC), the owner tells the atom's tag and type, and all
+   stop together with the same message. A NaN counts as infinite.
+------------------------------------------------------------------------- */
+
+void PairGMNN::check_uncertainty_halt()
+{
+  struct {
+    double value;
+    int rank;
+  } mine{-1.0, comm->me}, worst{};
+  int where = -1;
+  for (int i = 0; i < atom->nlocal; i++) {
+    const double u = std::isnan(atom_uncertainty_[i]) ? std::numeric_limits<double>::infinity()
+                                                      : atom_uncertainty_[i];
+    if (u > mine.value) {
+      mine.value = u;
+      where = i;
+    }
+  }
+  MPI_Allreduce(&mine, &worst, 1, MPI_DOUBLE_INT, MPI_MAXLOC, world);
+  if (!(worst.value > uncertainty_halt_)) return;
+  tagint tag = 0;
+  int type = 0;
+  if (comm->me == worst.rank) {
+    tag = atom->tag[where];
+    type = atom->type[where];
+  }
+  MPI_Bcast(&tag, 1, MPI_LMP_TAGINT, worst.rank, world);
+  MPI_Bcast(&type, 1, MPI_INT, worst.rank, world);
+  error->all(FLERR,
+             "pair gmnn: step {}: force uncertainty {:.6g} eV/Angstrom of atom {} ({}, type {}) exceeds "
+             "uncertainty_halt {:.6g} (the model is extrapolating)",
+             update->ntimestep, worst.value, tag, type_elements_[type], type, uncertainty_halt_);
 }
 
 /* ----------------------------------------------------------------------
@@ -593,6 +715,7 @@ double PairGMNN::memory_usage()
   double bytes = Pair::memory_usage();
   bytes += block_->memory_bytes() + sizeof(double) * accum_.capacity();
   bytes += sizeof(int32_t) * (species_.capacity() + edge_i_.capacity() + edge_j_.capacity()) + in_list_.capacity();
-  bytes += sizeof(double) * (result_->atomic_energies.capacity() + result_->edge_gradients.capacity());
+  bytes += sizeof(double) * (result_->atomic_energies.capacity() + result_->edge_gradients.capacity() +
+                             result_->atomic_uncertainty.capacity() + atom_uncertainty_.capacity());
   return bytes;
 }

@@ -58,7 +58,7 @@ gmnn::NeighborList neighbors_of(const Geometry &g, double cutoff) {
 }
 
 py::dict compute(gmnn::Model &model, const F64Array &positions, const I64Array &numbers,
-                 const py::object &cell, const py::object &pbc) {
+                 const py::object &cell, const py::object &pbc, bool uncertainty) {
   Geometry g = parse_geometry(positions, cell, pbc);
   if (numbers.ndim() != 1 || numbers.shape(0) != g.n)
     throw std::invalid_argument("atomic_numbers must have shape (N,) matching positions");
@@ -80,7 +80,7 @@ py::dict compute(gmnn::Model &model, const F64Array &positions, const I64Array &
     py::gil_scoped_release release;
     nl = neighbors_of(g, model.cutoff());
     model.evaluate(nl.vectors.data(), nl.centers.data(), nl.neighbors.data(), nl.size(),
-                   species.data(), g.n, g.n, true, res);
+                   species.data(), g.n, g.n, true, res, uncertainty);
     gmnn::EdgeTally tally;
     tally.forces = forces.data();
     tally.virial_3x3 = w.data();
@@ -96,6 +96,11 @@ py::dict compute(gmnn::Model &model, const F64Array &positions, const I64Array &
   std::copy(w.begin(), w.end(), v.mutable_data());
   py::dict out("energy"_a = res.energy, "forces"_a = f, "virial"_a = v, "atomic_energies"_a = e,
                "n_edges"_a = nl.size());
+  if (uncertainty) {
+    py::array_t<double> u(g.n);
+    std::copy(res.atomic_uncertainty.begin(), res.atomic_uncertainty.end(), u.mutable_data());
+    out["forces_uncertainty"] = u;  // the name of GMNNCalculator's result
+  }
   if (g.has_cell && (g.pbc[0] || g.pbc[1] || g.pbc[2])) {
     const double *c = g.cell.data();
     const double vol = std::abs(c[0] * (c[4] * c[8] - c[5] * c[7]) - c[1] * (c[3] * c[8] - c[5] * c[6]) +
@@ -144,18 +149,23 @@ PYBIND11_MODULE(_native, m) {
       .def_property_readonly("device", &gmnn::Model::device)
       .def_property_readonly("gmnn_version", &gmnn::Model::gmnn_version)
       .def_property_readonly("format_version", &gmnn::Model::format_version)
+      .def_property_readonly("has_uncertainty", &gmnn::Model::has_uncertainty,
+                             "Whether the file has a calibrated per-atom uncertainty (format 3).")
       .def_property("atoms_per_pass", &gmnn::Model::atoms_per_pass,
                     &gmnn::Model::set_atoms_per_pass,
                     "Atoms per forward/backward pass (0: all at once; default 2048, as "
                     "pair_style gmnn and GMNNCalculator); bounds peak memory.")
       .def("compute", &compute, "positions"_a, "atomic_numbers"_a, "cell"_a = py::none(),
-           "pbc"_a = py::none(),
+           "pbc"_a = py::none(), "uncertainty"_a = false,
            "Energy (eV), forces (N,3), virial (3,3; W = sum x F), atomic_energies (N,), and "
-           "stress (3,3; ASE sign, eV/A^3) for periodic systems.")
+           "stress (3,3; ASE sign, eV/A^3) for periodic systems; with uncertainty=True also "
+           "forces_uncertainty (N,), sigma_F per atom in eV/A (RuntimeError if the model has "
+           "no calibrated uncertainty).")
       .def(
           "evaluate_edges",
           [](gmnn::Model &model, const F64Array &vectors, const I64Array &centers,
-             const I64Array &neighbors, const I64Array &species, int64_t n_centers) {
+             const I64Array &neighbors, const I64Array &species, int64_t n_centers,
+             bool uncertainty) -> py::tuple {
             const int64_t ne = centers.size();
             if (vectors.size() != 3 * ne || neighbors.size() != ne)
               throw std::invalid_argument("edge arrays have inconsistent lengths");
@@ -163,15 +173,20 @@ PYBIND11_MODULE(_native, m) {
             {
               py::gil_scoped_release release;
               model.evaluate(vectors.data(), centers.data(), neighbors.data(), ne, species.data(),
-                             species.size(), n_centers, true, res);
+                             species.size(), n_centers, true, res, uncertainty);
             }
             py::array_t<double> e(n_centers), gr({ne, static_cast<int64_t>(3)});
             std::copy(res.atomic_energies.begin(), res.atomic_energies.end(), e.mutable_data());
             std::copy(res.edge_gradients.begin(), res.edge_gradients.end(), gr.mutable_data());
-            return py::make_tuple(e, gr);
+            if (!uncertainty) return py::make_tuple(e, gr);
+            py::array_t<double> u(n_centers);
+            std::copy(res.atomic_uncertainty.begin(), res.atomic_uncertainty.end(), u.mutable_data());
+            return py::make_tuple(e, gr, u);
           },
           "edge_vectors"_a, "centers"_a, "neighbors"_a, "species"_a, "n_centers"_a,
-          "Raw forward + backward on a given edge list: (atomic_energies, dE/d edge_vectors).");
+          "uncertainty"_a = false,
+          "Raw forward + backward on a given edge list: (atomic_energies, dE/d edge_vectors), "
+          "and with uncertainty=True sigma_F per centre as a third element.");
 
   m.def("neighbor_list", &neighbor_list, "positions"_a, "cell"_a = py::none(), "pbc"_a = py::none(),
         "cutoff"_a,
