@@ -442,7 +442,7 @@ void PairGMNN::compute(int eflag, int vflag)
   const bigint per_pass = atoms_per_pass_ > 0 ? atoms_per_pass_ : nlocal;
   for (bigint first = 0; first < nlocal; first += per_pass) {
     build_edges(static_cast<int>(first), static_cast<int>(std::min(first + per_pass, nlocal)));
-    if (debug_) log_edges();
+    if (debug_) log_edges(with_uncertainty);
     profile_lap(kBuildEdges);
     evaluate_model(with_uncertainty);
     if (with_uncertainty) store_uncertainty();
@@ -550,13 +550,15 @@ void PairGMNN::build_edges(int first, int last)
   }
 }
 
-void PairGMNN::log_edges()
+// debug yes: the block's edges, and whether this pass computes sigma_F (the tests check that
+// only the steps that ask for it do)
+void PairGMNN::log_edges(bool with_uncertainty)
 {
   const int64_t n_edges = block_->n_edges();
   const double *r = block_->edge_vectors();
-  utils::logmesg(lmp, "pair gmnn debug: rank {} step {}: {} local, {} ghost atoms, {} edges of local atoms {}-{}\n",
+  utils::logmesg(lmp, "pair gmnn debug: rank {} step {}: {} local, {} ghost atoms, {} edges of local atoms {}-{}{}\n",
                  comm->me, update->ntimestep, atom->nlocal, atom->nghost, n_edges, block_->first(),
-                 block_->first() + block_->n_centers() - 1);
+                 block_->first() + block_->n_centers() - 1, with_uncertainty ? ", with uncertainty" : "");
   for (int64_t e = 0; e < n_edges; e++)
     utils::logmesg(lmp, "  edge {} -> {} (tags {} {}) {:.10f} {:.10f} {:.10f}\n", edge_i_[e], edge_j_[e],
                    atom->tag[edge_i_[e]], atom->tag[edge_j_[e]], r[3 * e], r[3 * e + 1], r[3 * e + 2]);

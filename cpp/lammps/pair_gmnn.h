@@ -64,7 +64,7 @@ class PairGMNN : public Pair {
   // atoms build_edges .. tally_forces_and_virials, then (newton_pair off) add_ghost_contributions
   void map_atoms();
   void build_edges(int first, int last);
-  void log_edges();
+  void log_edges(bool with_uncertainty);
   void evaluate_model(bool with_uncertainty);
   void tally_energies();
   void tally_forces_and_virials();

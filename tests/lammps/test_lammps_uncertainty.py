@@ -1,6 +1,8 @@
 """pair_style gmnn's per-atom force uncertainty (uncertainty yes / uncertainty_halt, read with
 LAMMPS' fix pair) against the Python calculator on the same calibrated model file, on 1 and 2
 MPI ranks; unchanged energies and forces; the halt; the errors for models without it."""
+import re
+
 import numpy as np
 import pytest
 
@@ -168,6 +170,38 @@ def test_fix_pair_trigger_computes_on_its_steps(inproc, calibrated_model, box, t
                + DUMP.format(path=dump))
     _, values = read_dump(dump)
     assert np.abs(values[:, 3] - u).max() < 1e-10 * u.max()
+
+
+@pytest.mark.parametrize("style_args,fix,expected", [
+    ("", "", set()),
+    ("uncertainty yes", "", {0, 1, 2, 3, 4}),
+    ("", "fix u all pair 2 gmnn uncertainty 1", {0, 2, 4}),
+])
+def test_only_the_steps_that_ask_compute_the_uncertainty(inproc, calibrated_model, tmp_path, style_args, fix,
+                                                        expected):
+    """debug yes logs, per pass, whether it computes sigma_F: never without the keyword or a fix
+    pair asking (no extra work), every step with `uncertainty yes`, and only on fix pair's steps
+    with its flag 1."""
+    data = write_data(STRUCTURES["small_cell"](), tmp_path / "small.data")
+    log = tmp_path / "log.lammps"
+    lmp = inproc.lammps.lammps(cmdargs=["-screen", "none", "-log", str(log), "-nocite"])
+    try:
+        lmp.command(f"plugin load {inproc.plugin}")
+        lmp.commands_string(lammps_header(data, True) + f"""
+pair_style gmnn debug yes {style_args}
+pair_coeff * * {calibrated_model} C H O
+{fix}
+velocity all create 300.0 4711 loop geom
+fix nve all nve
+timestep 0.0001
+run 4
+""")
+    finally:
+        lmp.close()
+    passes = re.findall(r"^pair gmnn debug: rank 0 step (\d+): .*edges of local atoms [-0-9]+(.*)$",
+                        log.read_text(), re.M)
+    assert sorted({int(step) for step, _ in passes}) == [0, 1, 2, 3, 4], passes
+    assert {int(step) for step, tail in passes if tail == ", with uncertainty"} == expected, passes
 
 
 @pytest.mark.parametrize("which", ["exported uncalibrated", "format 1"])
