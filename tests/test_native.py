@@ -214,3 +214,18 @@ def test_uncertainty_of_a_model_without_it_is_a_clear_error(native, model64):
         with pytest.raises(RuntimeError, match="has no calibrated uncertainty") as info:
             m.compute(atoms.positions, atoms.numbers, atoms.cell.array, atoms.pbc, uncertainty=True)
         assert path in str(info.value) and why in str(info.value) and "gmnn-calibrate" in str(info.value)
+
+
+def test_inconsistent_uncertainty_metadata_is_refused(native, model64, tmp_path):
+    """gmnn/uncertainty llpr on a module without forward_uncertainty (a format-1 module relabelled
+    as format 3), or a value other than llpr/none: the C++ loader names the problem."""
+    from gmnn_testing import FORMAT_1_MODEL
+    from parity_testing import _write_variant
+    relabelled = _write_variant(tmp_path, str(FORMAT_1_MODEL), "no_method.pt", format_version="3",
+                                uncertainty="llpr")
+    with pytest.raises(RuntimeError, match="no forward_uncertainty method"):
+        native.Model(relabelled)
+    odd = _write_variant(tmp_path, model64, "odd.pt", uncertainty="maybe")
+    with pytest.raises(RuntimeError, match="bad gmnn/uncertainty 'maybe'"):
+        native.Model(odd)
+    assert native.Model(_write_variant(tmp_path, model64, "none.pt", uncertainty="none")).has_uncertainty is False
