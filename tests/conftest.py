@@ -68,3 +68,22 @@ def model64(model_files):
 def calculator(model64):
     from gmnn.calculator import GMNNCalculator
     return GMNNCalculator(model64)
+
+
+@pytest.fixture(scope="session")
+def calibrated_model(tmp_path_factory):
+    """A model file of format 3 with a calibrated per-atom uncertainty (gmnn/uncertainty llpr):
+    the untrained test model, calibrated on 20 + 10 rMD17 ethanol frames. Its values are what
+    they are; the tests compare LAMMPS with Python on the same file."""
+    import gmnn
+    from gmnn import uncertainty
+    from gmnn.data import read_structures
+    from gmnn.graph import build_graphs
+    from gmnn_testing import ETHANOL
+    model = make_model()
+    graphs = build_graphs(read_structures(ETHANOL, energy_unit="kcal/mol")[:30], model.atomic_numbers,
+                          model.cutoff)
+    uncertainty.fit(model, graphs[:20], graphs[20:])
+    assert model.has_uncertainty
+    d = tmp_path_factory.mktemp("calibrated_model")
+    return str(gmnn.export_model(model, d / "gmnn_llpr.pt", dtype="float64"))

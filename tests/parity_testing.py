@@ -128,7 +128,7 @@ def bad_model_files(tmp_path, model64):
     (tmp_path / "garbage.pt").write_bytes(b"this is not a model\n" * 50)
     files["garbage"] = (str(tmp_path / "garbage.pt"), "TorchScript archive")
     files["not_gmnn"] = (_write_variant(tmp_path, model64, "plain.pt", format_version=None), "not a gmnn model")
-    files["future_version"] = (_write_variant(tmp_path, model64, "v3.pt", format_version="3"), "format_version 3")
+    files["future_version"] = (_write_variant(tmp_path, model64, "v4.pt", format_version="4"), "format_version 4")
     files["real_units"] = (_write_variant(tmp_path, model64, "real.pt", units="real"), "units 'real'")
     files["bad_dtype"] = (_write_variant(tmp_path, model64, "f16.pt", dtype="float16"), "float16")
     return files

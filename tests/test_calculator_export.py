@@ -84,7 +84,8 @@ def test_structure_of_a_hundred_thousand_atoms():
 def test_export_metadata(model_files):
     _, _, pt = model_files
     meta = read_metadata(pt)
-    assert meta["format_version"] == "2"
+    assert meta["format_version"] == "3"
+    assert meta["uncertainty"] == "none"  # an untrained model: nothing calibrated it
     assert meta["atomic_numbers"] == "1 6 8"
     assert float(meta["cutoff"]) == 5.0
     assert meta["dtype"] == "float64" and meta["units"] == "metal"

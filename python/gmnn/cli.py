@@ -1,4 +1,4 @@
-"""Command-line entry points: gmnn-train, gmnn-eval, gmnn-export.
+"""Command-line entry points: gmnn-train, gmnn-eval, gmnn-export, gmnn-calibrate, ...
 
 Errors the user can fix (bad config, bad data, missing files) are printed as one line and
 exit with status 2; anything else is a bug and keeps its traceback.
@@ -15,8 +15,9 @@ def _user_errors():
     from .model_file import ModelFileError
     from .levels import LabelError
     from .training import NonFiniteLoss
-    return (ConfigError, DataError, CheckpointError, ModelFileError, LabelError, NonFiniteLoss, FileNotFoundError,
-            OSError)
+    from .uncertainty import CalibrationError
+    return (ConfigError, DataError, CheckpointError, ModelFileError, LabelError, NonFiniteLoss, CalibrationError,
+            FileNotFoundError, OSError)
 
 
 def _run(fn):
@@ -66,39 +67,62 @@ def eval_main(argv=None):
                         "the model's for most structures (other units or level of theory?); 'none': no check")
     p.add_argument("--json", default="eval_metrics.json", help="where to write the metrics")
     p.add_argument("--plot", nargs="?", const="parity", default=None,
-                   help="write parity plots <PREFIX>_<file>.png (default prefix: parity)")
+                   help="write parity plots <PREFIX>_<file>.png (default prefix: parity) and, for a model with "
+                        "an uncertainty, calibration plots <PREFIX>_<file>_uncertainty.png")
+    p.add_argument("--csv", default="eval_predictions.csv",
+                   help="where to write one row per structure: energies, errors and uncertainties")
+    p.add_argument("--no-uncertainty", action="store_true",
+                   help="skip the uncertainty of a model that has one")
     args = p.parse_args(argv)
 
     def run():
         from .config_rules import at_least, check_option
         from .data import check_energy_outliers, read_structures
-        from .evaluation import check_energies_against_model, evaluate, format_table, write_json
+        from .evaluation import check_energies_against_model, evaluate, format_table, write_json, write_predictions_csv
         from .graph import build_graphs
         from .loading import load
-        from .plotting import parity_plot
+        from .plotting import calibration_plot, parity_plot
         check_option("--batch-size", args.batch_size, at_least(1))
         limit = _outlier_limit(args.energy_outlier_limit)
         model = load(args.model)
+        uncertainty = model.has_uncertainty and not args.no_uncertainty
+        if not model.has_uncertainty:
+            print(f"{args.model}: no calibrated uncertainty (gmnn-calibrate adds one); evaluating errors only")
         results = {}
-        for path in args.data:
+        for n_file, path in enumerate(args.data):
             structures = read_structures(path, energy_key=args.energy_key, forces_key=args.forces_key,
                                          energy_unit=args.energy_unit, force_unit=args.force_unit,
                                          length_unit=args.length_unit, level=args.level, index=args.index)
             check_energy_outliers(structures, limit, remedy="give the file's unit with --energy-unit, or "
                                   "--energy-outlier-limit none to evaluate anyway")
             graphs = build_graphs(structures, model.atomic_numbers, model.cutoff, progress=True)
-            metrics, preds = evaluate(model, graphs, args.batch_size)
+            metrics, preds = evaluate(model, graphs, args.batch_size, uncertainty=uncertainty)
             check_energies_against_model(path, preds, limit, read_as=args.energy_unit or "the format's default unit: "
                                          "eV for extxyz/ASE, kcal/mol for .npz, Hartree for ANI .h5")
             results[Path(path).name] = metrics
+            write_predictions_csv(args.csv, preds, Path(path).name, append=n_file > 0)
             if args.plot:
                 out = parity_plot(preds, f"{args.plot}_{Path(path).stem}.png", title=Path(path).name)
                 print(f"wrote {out}")
+                if uncertainty:
+                    out = calibration_plot(preds, f"{args.plot}_{Path(path).stem}_uncertainty.png", title=Path(path).name)
+                    print(f"wrote {out}")
         print(format_table(results))
+        if uncertainty:
+            print(uncertainty_table(results))
         write_json(args.json, results)
-        print(f"wrote {args.json}")
+        print(f"wrote {args.json} and {args.csv}")
         return 0
     return _run(run)
+
+
+def uncertainty_table(results) -> str:
+    """Per file: Spearman rank correlation of sigma with the observed error, and RMS(error / sigma)."""
+    lines = ["uncertainty    Spearman E   Spearman F   RMS(err/σ) E   RMS(err/σ) F"]
+    for name, m in results.items():
+        lines.append(f"{name:<14}{m['energy_uncertainty_spearman']:>11.2f}{m['forces_uncertainty_spearman']:>13.2f}"
+                     f"{m['energy_error_over_uncertainty_rms']:>15.2f}{m['forces_error_over_uncertainty_rms']:>15.2f}")
+    return "\n".join(lines)
 
 
 def _outlier_limit(text: str):
@@ -246,6 +270,49 @@ def finetune_main(argv=None):
         init_from_env()
         finetune(load_config(args.config), args.pretrained, args.add_elements, args.resume,
                  show_progress=not args.no_progress, overwrite=args.overwrite, zero_shot_only=args.zero_shot)
+        return 0
+    return _run(run)
+
+
+def calibrate_main(argv=None):
+    p = argparse.ArgumentParser(prog="gmnn-calibrate",
+                                description="Give a trained model its uncertainty (last-layer prediction rigidity, "
+                                            "calibrated on held-out structures). gmnn-train and gmnn-finetune do "
+                                            "this themselves; this is for checkpoints from older gmnn, or other data.")
+    p.add_argument("checkpoint", help="training checkpoint (.ckpt)")
+    p.add_argument("--train", required=True, help="the structures the model was trained on (or like them)")
+    p.add_argument("--valid", required=True, help="labelled structures it was NOT trained on (scales sigma)")
+    p.add_argument("--train-index", default=":", help="ASE index of the --train frames, e.g. ':800'")
+    p.add_argument("--valid-index", default=":", help="ASE index of the --valid frames, e.g. '800:'")
+    p.add_argument("--energy-unit", default=None, help="e.g. kcal/mol, Hartree (default: the format's)")
+    p.add_argument("--force-unit", default=None)
+    p.add_argument("--level", default=None, help="level of theory (ANI HDF5)")
+    p.add_argument("-o", "--output", default=None, help="calibrated checkpoint (default: <checkpoint>_calibrated.ckpt)")
+    p.add_argument("--force", action="store_true", help="replace an existing output file")
+    args = p.parse_args(argv)
+
+    def run():
+        from .checkpoint import load_checkpoint, save_checkpoint
+        from .data import read_structures
+        from .graph import build_graphs
+        from .model import GMNN
+        from . import uncertainty
+        source = Path(args.checkpoint)
+        out = Path(args.output) if args.output else source.with_name(f"{source.stem}_calibrated.ckpt")
+        if out.exists() and not args.force:
+            raise FileExistsError(f"{out} exists; choose another --output, or pass --force to replace it")
+        payload = load_checkpoint(source, purpose="calibration")
+        model = GMNN.from_checkpoint_state(payload["model"]).eval()
+        sets = []
+        for path, index in ((args.train, args.train_index), (args.valid, args.valid_index)):
+            structures = read_structures(path, energy_unit=args.energy_unit, force_unit=args.force_unit,
+                                         level=args.level, index=index)
+            sets.append(build_graphs(structures, model.atomic_numbers, model.cutoff, progress=True))
+        summary = uncertainty.fit(model, *sets)
+        payload["model"], payload["uncertainty"] = model.checkpoint_state(), summary
+        save_checkpoint(out, payload)
+        print(f"calibrated on {summary['n_held_out']} held-out structures: sigma_E scale {summary['energy_scale']:.3g}, "
+              f"sigma_F scale {summary['force_scale']:.3g}; wrote {out}")
         return 0
     return _run(run)
 

@@ -18,19 +18,24 @@ class Predictions:
     n_atoms: np.ndarray           # (M,)
     forces: np.ndarray            # (sum N, 3) predicted
     forces_ref: np.ndarray        # (sum N, 3) reference (NaN where missing)
+    energy_uncertainty: Optional[np.ndarray] = None   # (M,) eV, a calibrated model's sigma_E
+    forces_uncertainty: Optional[np.ndarray] = None   # (sum N,) eV/A, its sigma_F per atom
 
 
 def predict_graphs(model, graphs: Sequence[StructureGraph], batch_size: int = 64,
-                   forces: bool = True, device="cpu") -> Predictions:
-    """The model's energies (and forces) of `graphs` next to their labels; `model`: a GMNN or
-    what loading.load returns."""
-    energies, forces_pred = [], []
+                   forces: bool = True, device="cpu", uncertainty: bool = False) -> Predictions:
+    """The model's energies (and forces, and with `uncertainty` their sigmas) of `graphs` next to
+    their labels; `model`: a GMNN or what loading.load returns."""
+    energies, forces_pred, sigma_e, sigma_f = [], [], [], []
     for start in range(0, len(graphs), batch_size):
         batch = collate(graphs[start:start + batch_size]).to(device)
-        out = predict(model, batch, forces=forces)
+        out = predict(model, batch, forces=forces, uncertainty=uncertainty)
         energies.append(out["energy"].detach().cpu().numpy())
         if forces:
             forces_pred.append(out["forces"].detach().double().cpu().numpy())
+        if uncertainty:
+            sigma_e.append(out["energy_uncertainty"].detach().cpu().numpy())
+            sigma_f.append(out["forces_uncertainty"].detach().cpu().numpy())
     nan3 = lambda g: np.full((g.n_atoms, 3), np.nan)
     return Predictions(
         energy=np.concatenate(energies) if energies else np.zeros(0),
@@ -39,6 +44,8 @@ def predict_graphs(model, graphs: Sequence[StructureGraph], batch_size: int = 64
         forces=np.concatenate(forces_pred) if forces_pred else np.zeros((0, 3)),
         forces_ref=np.concatenate([g.forces.numpy() if g.forces is not None else nan3(g) for g in graphs])
         if graphs else np.zeros((0, 3)),
+        energy_uncertainty=np.concatenate(sigma_e) if uncertainty and graphs else None,
+        forces_uncertainty=np.concatenate(sigma_f) if uncertainty and graphs else None,
     )
 
 
@@ -56,11 +63,53 @@ def error_metrics(p: Predictions) -> Dict[str, float]:
     df = (p.forces - p.forces_ref)[has_f] if len(p.forces) else np.zeros((0, 3))
     out["forces_mae"] = float(np.mean(np.abs(df))) if df.size else float("nan")
     out["forces_rmse"] = float(np.sqrt(np.mean(df**2))) if df.size else float("nan")
+    if p.energy_uncertainty is not None:
+        out.update(uncertainty_metrics(p))
     return out
 
 
-def evaluate(model, graphs, batch_size=64, device="cpu", forces=True):
-    preds = predict_graphs(model, graphs, batch_size, forces=forces, device=device)
+def observed_errors(p: Predictions):
+    """|E - E_ref| per structure and the RMS force-component error per atom, |F - F_ref| / sqrt(3)
+    (what sigma_E and sigma_F predict; NaN where no labels)."""
+    return np.abs(p.energy - p.energy_ref), np.linalg.norm(p.forces - p.forces_ref, axis=1) / np.sqrt(3.0)
+
+
+def uncertainty_metrics(p: Predictions) -> Dict[str, float]:
+    """How well the sigmas predict the errors: Spearman rank correlation, and the RMS of
+    error / sigma (1 when calibrated: below, sigma is too large; above, too small)."""
+    from .uncertainty import rank_correlation
+    out = {"energy_uncertainty_mean": float(np.mean(p.energy_uncertainty)),
+           "forces_uncertainty_mean": float(np.mean(p.forces_uncertainty))}
+    for name, err, sigma in zip(("energy", "forces"), observed_errors(p), (p.energy_uncertainty, p.forces_uncertainty)):
+        has = np.isfinite(err)
+        enough = has.sum() >= 3
+        out[f"{name}_uncertainty_spearman"] = rank_correlation(sigma[has], err[has]) if enough else float("nan")
+        out[f"{name}_error_over_uncertainty_rms"] = float(np.sqrt(np.mean((err[has] / sigma[has]) ** 2))) \
+            if has.any() else float("nan")
+    return out
+
+
+def write_predictions_csv(path, p: Predictions, name: str, append: bool = False) -> None:
+    """One row per structure: reference and predicted energy, its error and (if any) sigma_E, the
+    largest per-atom force error and sigma_F (eV, eV/A)."""
+    import csv
+    e_err, f_err = observed_errors(p)
+    bounds = np.concatenate([[0], np.cumsum(p.n_atoms)])
+    with open(path, "a" if append else "w", newline="") as f:
+        w = csv.writer(f)
+        if not append:
+            w.writerow(["file", "index", "n_atoms", "energy_ref", "energy", "energy_abs_error", "energy_uncertainty",
+                        "max_atom_force_error", "max_forces_uncertainty"])
+        for k in range(len(p.energy)):
+            atoms = slice(bounds[k], bounds[k + 1])
+            sig_e = p.energy_uncertainty[k] if p.energy_uncertainty is not None else float("nan")
+            sig_f = p.forces_uncertainty[atoms].max() if p.forces_uncertainty is not None else float("nan")
+            w.writerow([name, k, int(p.n_atoms[k]), p.energy_ref[k], p.energy[k], e_err[k], sig_e,
+                        np.max(f_err[atoms]) if p.n_atoms[k] else float("nan"), sig_f])
+
+
+def evaluate(model, graphs, batch_size=64, device="cpu", forces=True, uncertainty=False):
+    preds = predict_graphs(model, graphs, batch_size, forces=forces, device=device, uncertainty=uncertainty)
     return error_metrics(preds), preds
 
 

@@ -10,7 +10,8 @@ import torch
 from . import __version__
 from .loading import load
 from .model import DTYPES, GMNN
-from .model_file import FORMAT_VERSION, ModelFileError, content_checksum, is_model_file, is_torch_archive
+from .model_file import (FORMAT_VERSION, UNCERTAINTY_METHODS, ModelFileError, content_checksum, is_model_file,
+                         is_torch_archive)
 
 
 def export_model(model, path, dtype: Optional[str] = None, force: bool = False) -> Path:
@@ -35,7 +36,7 @@ def export_model(model, path, dtype: Optional[str] = None, force: bool = False) 
     model = copy.deepcopy(model).to(DTYPES[dtype]).eval()
     for p in model.parameters():
         p.requires_grad_(False)
-    scripted = torch.jit.freeze(torch.jit.script(model))
+    scripted = torch.jit.freeze(torch.jit.script(model), preserved_attrs=list(UNCERTAINTY_METHODS))
     meta = {
         "format_version": str(FORMAT_VERSION),
         "gmnn_version": __version__,
@@ -43,6 +44,7 @@ def export_model(model, path, dtype: Optional[str] = None, force: bool = False) 
         "atomic_numbers": " ".join(str(z) for z in model.atomic_numbers),
         "dtype": dtype,
         "units": "metal",
+        "uncertainty": "llpr" if model.has_uncertainty else "none",
     }
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp")

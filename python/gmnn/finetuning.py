@@ -8,6 +8,7 @@ one of the candidates: the result is never worse than that baseline on the selec
 import copy
 import json
 import logging
+import shutil
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence
 
@@ -21,13 +22,13 @@ from .data import DataError, UnknownElementError
 from .model import GMNN, ModelOptions, param_groups
 from .scale_shift import fit_scale_shift
 from . import __version__
-from .checkpoint import CheckpointError, save_checkpoint
+from .checkpoint import CheckpointError, load_model, save_checkpoint
 from .config import config_to_dict
 from .evaluation import error_metrics, format_table, predict_graphs, write_json
-from .selection import CVResult, cross_validate
+from .selection import CVResult, cross_validate, fold_splits
 from .dataset import PreparedData, graphs_of, read_splits
 from .rundir import check_output_dir, checkpoint_bytes
-from .training import Trainer, append_metrics
+from .training import Trainer, append_metrics, calibrate_checkpoint
 
 log = logging.getLogger(__name__)
 
@@ -173,7 +174,9 @@ def cross_validated_finetune(config: Config, model: GMNN, pool: PreparedData, sh
     """selection.py's k-fold fine-tune of `model` on `pool`, written as a run directory:
     metrics.csv (one row per epoch: mean training loss of the folds, errors pooled over the
     held-out folds), cross_validation.json (per-fold losses), best.ckpt (the soup of the fold
-    models at the chosen epoch, shifts re-fitted on all structures) and final_metrics.json.
+    models at the chosen epoch, shifts re-fitted on all structures, its uncertainty calibrated on
+    the folds' held-out errors), folds/fold<k>.ckpt (the fold models after the last epoch) and
+    final_metrics.json.
     Cross-validation is not resumable part-way: `--resume` of an interrupted run starts it again
     (a finished one is left as it is)."""
     ft, t = config.finetune, config.training
@@ -184,7 +187,7 @@ def cross_validated_finetune(config: Config, model: GMNN, pool: PreparedData, sh
     folds = min(ft.folds, len(pool.train))
     if folds < ft.folds:
         log.warning("finetune.folds %d > %d structures: using %d folds (leave-one-out)", ft.folds, len(pool.train), folds)
-    check_output_dir(out, needed_bytes=3 * checkpoint_bytes(model) + 2**20)
+    check_output_dir(out, needed_bytes=(3 + folds) * checkpoint_bytes(model) + 2**20)
     with rundir.naming(out / "config.json"):
         write_json(out / "config.json", config_to_dict(config))
     (out / "metrics.csv").unlink(missing_ok=True)  # a restarted cross-validation rewrites every row
@@ -213,6 +216,9 @@ def cross_validated_finetune(config: Config, model: GMNN, pool: PreparedData, sh
     bar.close()
     write_json(out / "cross_validation.json", {"folds": folds, "epochs": t.epochs, "structures": len(pool.train),
                                                "fold_sizes": cv.fold_sizes.tolist(), "losses": cv.losses.tolist()})
+    for k, (fold_model, _, _) in enumerate(cv.folds):  # an ensemble, for whoever wants one
+        save_checkpoint(out / "folds" / f"fold{k}.ckpt", {"model": fold_model.checkpoint_state(), "epoch": t.epochs,
+                                                          "config": config_to_dict(config), "gmnn_version": __version__})
     soup = copy.deepcopy(model)
     soup.load_state_dict(cv.soup)
     if ft.refit_shift:
@@ -221,10 +227,17 @@ def cross_validated_finetune(config: Config, model: GMNN, pool: PreparedData, sh
     payload = {"model": soup.checkpoint_state(), "epoch": epoch, "best_epoch": epoch, "best_loss": float(cv.curve[epoch]),
                "config": config_to_dict(config), "gmnn_version": __version__}
     save_checkpoint(out / "best.ckpt", payload)
-    save_checkpoint(out / "last.ckpt", payload)
-    results = {name: error_metrics(predict_graphs(soup.eval(), graphs, t.eval_batch_size, device=t.device))
+    # the soup's uncertainty: C from all structures, scales from the fold models' held-out errors
+    # (the zero-shot model's, shifts fitted on each fold's training part, if fine-tuning lost)
+    folds = cv.folds if epoch else zero_shot_folds(model, [(train, held) for _, train, held in cv.folds])
+    calibration = calibrate_checkpoint(out / "best.ckpt", pool.train, [], folds=folds)
+    soup = load_model(out / "best.ckpt")
+    shutil.copyfile(out / "best.ckpt", out / "last.ckpt")
+    results = {name: error_metrics(predict_graphs(soup, graphs, t.eval_batch_size, device=t.device,
+                                                uncertainty=soup.has_uncertainty))
                for name, graphs in (("train", pool.train), ("test", pool.test)) if graphs}
     results["best_epoch"] = epoch
+    results["uncertainty"] = calibration
     results["selection"] = selection_summary(cv, held_out)
     write_json(out / "final_metrics.json", results)
     print(format_table({k: v for k, v in results.items() if isinstance(v, dict) and "n_structures" in v}))
@@ -254,11 +267,22 @@ def write_zero_shot(config: Config, model: GMNN, data: PreparedData, show_progre
     (and validation) structures, no training; best.ckpt, metrics, final_metrics.json."""
     pool = PreparedData(data.train + data.valid, [], data.test, data.elements)
     trainer = finetuner(config, model, data=pool, show_progress=show_progress, stop_epoch=0)
+    # its uncertainty: C from all structures, scales from each fold's errors judged by the others
+    splits = fold_splits(pool.train, min(config.finetune.folds, len(pool.train)), config.training.seed) \
+        if len(pool.train) >= 2 else []
+    trainer.calibration = {"train": pool.train, "valid": [] if splits else pool.train,
+                           "folds": zero_shot_folds(model, splits)}
     results = trainer.run()
     results["selection"] = {"method": "zero-shot", "epoch": 0, "winner": "zero-shot",
                             "summary": "zero-shot: the pre-trained model with energy shifts re-fitted"}
     write_json(trainer.out / "final_metrics.json", results)
     return results
+
+
+def zero_shot_folds(pretrained: GMNN, splits) -> List:
+    """(zero-shot model of the fold's training part, training part, held-out part) per
+    (train, held) split: the zero-shot model's cross-validation folds (uncertainty.fit)."""
+    return [(zero_shot(pretrained, PreparedData(train, [], [], [])), train, held) for train, held in splits]
 
 
 def zero_shot(pretrained: GMNN, data: PreparedData) -> GMNN:

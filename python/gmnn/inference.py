@@ -32,7 +32,8 @@ def forces_and_virials(grad: torch.Tensor, edge_vectors: torch.Tensor, centers: 
 
 
 def predict(model, batch, forces: bool = True, stress: bool = False, create_graph: bool = False,
-            atoms_per_pass: Optional[int] = None, force_dtype: Optional[torch.dtype] = None) -> Dict[str, torch.Tensor]:
+            atoms_per_pass: Optional[int] = None, force_dtype: Optional[torch.dtype] = None,
+            uncertainty: bool = False) -> Dict[str, torch.Tensor]:
     """`energy` per structure and `atomic_energies` (float64), `forces` (summed in `force_dtype`,
     default the model dtype, which force training differentiates again) and, if
     asked, `stress` (float64, (B, 3, 3): the symmetric dE/d(strain) over the volume) of a
@@ -40,17 +41,25 @@ def predict(model, batch, forces: bool = True, stress: bool = False, create_grap
     `atoms_per_pass`: at most that many atoms (centres) per forward/backward pass, so memory stays
     bounded for 10^5-atom structures (the option of the same name in pair_style gmnn); the
     results do not depend on it, since an atom's energy depends only on its own edges. None: one
-    pass. Blocks need the edges sorted by centre, as neighbor_list and collate give them."""
+    pass. Blocks need the edges sorted by centre, as neighbor_list and collate give them.
+    `uncertainty` (a calibrated model, uncertainty.py) adds `energy_uncertainty` per structure,
+    `forces_uncertainty` per atom and the last-layer features behind them, `atomic_features`
+    and `structure_features` (float64)."""
     n = batch.species.shape[0]
     gradients = forces or stress
     edge_structure = batch.atom_structure[batch.centers] if stress else None
     atomic_parts, force_sum, strain = [], None, None
+    sigma_parts, phi_parts = [], []
     for first, last, start, stop in atom_blocks(batch.centers, n, atoms_per_pass):
         vectors = batch.edge_vectors[start:stop].to(model.dtype)
         if gradients:
             vectors = vectors.detach().requires_grad_(True)
         centers, neighbors = batch.centers[start:stop], batch.neighbors[start:stop]
-        atomic = _forward_block(model, vectors, centers, neighbors, batch.species, first, last)
+        atomic = _forward_block(model, vectors, centers, neighbors, batch.species, first, last, uncertainty)
+        if uncertainty:
+            atomic, sigma, phi = atomic
+            sigma_parts.append(sigma)
+            phi_parts.append(phi)
         atomic_parts.append(atomic)
         if gradients:
             (grad,) = torch.autograd.grad(atomic.sum(), vectors, create_graph=create_graph)
@@ -68,6 +77,14 @@ def predict(model, batch, forces: bool = True, stress: bool = False, create_grap
     energy = torch.zeros(batch.n_structures, dtype=torch.float64, device=device)
     energy = energy.index_add(0, batch.atom_structure, atomic)
     out = {"energy": energy, "atomic_energies": atomic}
+    if uncertainty:
+        phi = torch.cat(phi_parts) if phi_parts else torch.zeros((0, 1), dtype=torch.float64, device=device)
+        summed = torch.zeros((batch.n_structures, phi.shape[1]), dtype=torch.float64, device=device)
+        summed = summed.index_add(0, batch.atom_structure, phi)
+        out["atomic_features"], out["structure_features"] = phi, summed
+        out["energy_uncertainty"] = model.energy_uncertainty(summed)
+        out["forces_uncertainty"] = torch.cat(sigma_parts) if sigma_parts else torch.zeros(0, dtype=torch.float64,
+                                                                                           device=device)
     if forces:
         out["forces"] = force_sum if force_sum is not None else torch.zeros((n, 3), dtype=force_dtype or model.dtype,
                                                                             device=device)
@@ -94,17 +111,18 @@ def atom_blocks(centers: torch.Tensor, n_atoms: int,
         yield first, min(first + atoms_per_pass, n_atoms), start, stop
 
 
-def _forward_block(model, vectors, centers, neighbors, species, first: int, last: int) -> torch.Tensor:
-    """Atomic energies of atoms first..last-1 from their edges. The model takes centres as atoms
-    0..m-1 followed by the other atoms their edges reach (as LAMMPS ghosts): those are renumbered
-    after the block."""
+def _forward_block(model, vectors, centers, neighbors, species, first: int, last: int, uncertainty: bool = False):
+    """Atomic energies of atoms first..last-1 from their edges (with `uncertainty`: what
+    forward_uncertainty returns). The model takes centres as atoms 0..m-1 followed by the other
+    atoms their edges reach (as LAMMPS ghosts): those are renumbered after the block."""
     n = species.shape[0]
+    call = model.forward_uncertainty if uncertainty else model
     if first == 0 and last == n:
-        return model(vectors, centers, neighbors, species, n)
+        return call(vectors, centers, neighbors, species, n)
     m = last - first
     outside = torch.unique(neighbors[(neighbors < first) | (neighbors >= last)])
     local = torch.empty(n, dtype=torch.long, device=species.device)
     local[first:last] = torch.arange(m, device=species.device)
     local[outside] = m + torch.arange(len(outside), device=species.device)
     block_species = torch.cat([species[first:last], species[outside]])
-    return model(vectors, centers - first, local[neighbors], block_species, m)
+    return call(vectors, centers - first, local[neighbors], block_species, m)

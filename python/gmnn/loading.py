@@ -19,13 +19,15 @@ from .model_file import FORMAT_VERSION, META_KEYS, ModelFileError, content_check
 class ExportedModel(nn.Module):
     """An exported model file: its frozen TorchScript module and its metadata."""
 
-    def __init__(self, module, cutoff: float, atomic_numbers: List[int], dtype: torch.dtype, format_version: int):
+    def __init__(self, module, cutoff: float, atomic_numbers: List[int], dtype: torch.dtype, format_version: int,
+                 has_uncertainty: bool = False):
         super().__init__()
         self.module = module
         self.cutoff = cutoff
         self.atomic_numbers = atomic_numbers
         self.dtype = dtype
         self.format_version = format_version
+        self.has_uncertainty = has_uncertainty
 
     @property
     def symbols(self) -> List[str]:
@@ -35,6 +37,23 @@ class ExportedModel(nn.Module):
                 species: torch.Tensor, n_centers: int) -> torch.Tensor:
         """Atomic energies in float64 (format 1 files return them in the model dtype)."""
         return self.module(edge_vectors, centers, neighbors, species, n_centers).to(torch.float64)
+
+    def forward_uncertainty(self, edge_vectors: torch.Tensor, centers: torch.Tensor, neighbors: torch.Tensor,
+                            species: torch.Tensor, n_centers: int):
+        """GMNN.forward_uncertainty of a format-3 file with a calibrated uncertainty."""
+        if not self.has_uncertainty:
+            raise ModelFileError(no_uncertainty_message(self.format_version))
+        return self.module.forward_uncertainty(edge_vectors, centers, neighbors, species, n_centers)
+
+    def energy_uncertainty(self, structure_features: torch.Tensor) -> torch.Tensor:
+        return self.module.energy_uncertainty(structure_features)
+
+
+def no_uncertainty_message(format_version: int) -> str:
+    if format_version < 3:
+        return (f"this model file (format {format_version}) has no uncertainty: export its checkpoint again with "
+                "this gmnn (gmnn-export), after calibrating it (gmnn-calibrate)")
+    return "this model has no calibrated uncertainty: calibrate its checkpoint with gmnn-calibrate, then export it"
 
 
 def load(path, purpose: Optional[str] = None):
@@ -58,7 +77,7 @@ def as_model(model):
 def load_exported(path) -> ExportedModel:
     meta = read_metadata(path)
     return ExportedModel(meta["module"], float(meta["cutoff"]), [int(z) for z in meta["atomic_numbers"].split()],
-                         DTYPES[meta["dtype"]], int(meta["format_version"])).eval()
+                         DTYPES[meta["dtype"]], int(meta["format_version"]), meta["uncertainty"] == "llpr").eval()
 
 
 def read_metadata(path) -> dict:

@@ -13,6 +13,7 @@ from torch import nn
 
 from .descriptor import GaussianMomentDescriptor
 from .ntk import NTKLinear, ScaledSiLU
+from .uncertainty import LastLayerUncertainty
 
 DTYPES = {"float32": torch.float32, "float64": torch.float64}
 
@@ -88,6 +89,15 @@ class AtomicNetwork(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.layers(x).squeeze(-1)
 
+    @torch.jit.export
+    def hidden(self, x: torch.Tensor) -> torch.Tensor:
+        """The input of the last (linear) layer: forward(x) = last layer of hidden(x)."""
+        n = len(self.layers)
+        for k, layer in enumerate(self.layers):
+            if k < n - 1:
+                x = layer(x)
+        return x
+
     def linear_layers(self) -> List[NTKLinear]:
         return [m for m in self.layers if isinstance(m, NTKLinear)]
 
@@ -112,7 +122,7 @@ class ElementScaleShift(nn.Module):
 
 
 class GMNN(nn.Module):
-    __jit_unused_properties__ = ["dtype", "symbols"]
+    __jit_unused_properties__ = ["dtype", "symbols", "has_uncertainty"]
 
     def __init__(self, options: ModelOptions):
         super().__init__()
@@ -124,6 +134,7 @@ class GMNN(nn.Module):
                                                    options.r_min, options.cutoff)
         self.network = AtomicNetwork(self.descriptor.n_features, options.hidden)
         self.scale_shift = ElementScaleShift(n_el)
+        self.uncertainty = LastLayerUncertainty(options.hidden[-1] + 1)
         self.to(DTYPES[options.dtype])
 
     # ---- TorchScript core -------------------------------------------------------------
@@ -136,7 +147,35 @@ class GMNN(nn.Module):
         energies = self.scale_shift.scale[center_species] * self.network(features)
         return energies.to(torch.float64) + self.scale_shift.shift[center_species]
 
+    @torch.jit.export
+    def forward_uncertainty(self, edge_vectors: torch.Tensor, centers: torch.Tensor, neighbors: torch.Tensor,
+                            species: torch.Tensor, n_centers: int
+                            ) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """forward's atomic energies, each atom's force uncertainty (eV/A, float64) and its
+        last-layer features phi (n_centers, d) in float64 (uncertainty.py): the energy is
+        phi . theta + shift, and the energy uncertainty of a structure is that of its summed phi."""
+        features = self.descriptor(edge_vectors, centers, neighbors, species, n_centers)
+        center_species = species[:n_centers]
+        scale = self.scale_shift.scale[center_species]
+        hidden = self.network.hidden(features)
+        last = self.network.layers[-1]
+        energies = scale * last(hidden).squeeze(-1)
+        bias = torch.full_like(scale, last.bias_factor)
+        phi = (scale.unsqueeze(-1) * torch.cat([hidden * last.weight_factor, bias.unsqueeze(-1)], dim=-1)).detach()
+        phi = phi.to(torch.float64)
+        force_sigma = self.uncertainty.force_sigma(phi)
+        return energies.to(torch.float64) + self.scale_shift.shift[center_species], force_sigma, phi
+
+    @torch.jit.export
+    def energy_uncertainty(self, structure_features: torch.Tensor) -> torch.Tensor:
+        """sigma_E (eV, float64) of structures from their summed phi (B, d)."""
+        return self.uncertainty.energy_sigma(structure_features)
+
     # ---- Python conveniences -----------------------------------------------------------
+    @property
+    def has_uncertainty(self) -> bool:
+        return self.uncertainty.calibrated
+
     @property
     def dtype(self) -> torch.dtype:
         return self.network.linear_layers()[0].weight.dtype
@@ -159,8 +198,15 @@ class GMNN(nn.Module):
     @classmethod
     def from_checkpoint_state(cls, state: dict) -> "GMNN":
         model = cls(ModelOptions(**state["options"]))
-        model.load_state_dict(state["state_dict"])
+        model.load_weights(state["state_dict"])
         return model
+
+    def load_weights(self, state_dict: dict) -> None:
+        """load_state_dict that accepts checkpoints from before uncertainty.py (no
+        `uncertainty.*` buffers: the model is then not calibrated)."""
+        result = self.load_state_dict(state_dict, strict=False)
+        if result.unexpected_keys or any(not k.startswith("uncertainty.") for k in result.missing_keys):
+            self.load_state_dict(state_dict)  # raises with torch's message
 
 
 def param_groups(model: GMNN, lr: float, layer_lr_factor: float = 1.0, freeze: Sequence[str] = ()) -> List[dict]:

@@ -4,10 +4,15 @@ the metadata keys, the checksum, and telling a model file from other zip archive
 import zipfile
 import zlib
 
-# 2: forward returns float64 atomic energies whatever the model dtype (the shifts are added in
-# float64); 1: in the model dtype. Both are read (docs/model_file.md).
-FORMAT_VERSION = 2
-META_KEYS = ("format_version", "gmnn_version", "cutoff", "atomic_numbers", "dtype", "units", "checksum")
+# 3: the module also has forward_uncertainty and energy_uncertainty (uncertainty.py), and the
+# metadata says whether they are calibrated ("uncertainty": "llpr" or "none"); 2: forward returns
+# float64 atomic energies whatever the model dtype (the shifts are added in float64); 1: in the
+# model dtype. All are read (docs/model_file.md).
+FORMAT_VERSION = 3
+META_KEYS = ("format_version", "gmnn_version", "cutoff", "atomic_numbers", "dtype", "units", "uncertainty",
+             "checksum")
+# the TorchScript methods besides forward that a format-3 file keeps
+UNCERTAINTY_METHODS = ("forward_uncertainty", "energy_uncertainty")
 
 
 class ModelFileError(RuntimeError):

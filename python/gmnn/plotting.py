@@ -49,6 +49,43 @@ def _parity(ax, ref, pred, label):
     ax.set_aspect("equal", adjustable="datalim")
 
 
+def calibration_plot(predictions, path, title: str = "") -> Path:
+    """Predicted sigma against observed error, per structure (energy) and per atom (force), log
+    axes: a calibrated model's points scatter around the diagonal, and the binned RMS error (line)
+    follows it."""
+    from .evaluation import observed_errors
+    plt = _pyplot()
+    fig, axes = plt.subplots(1, 2, figsize=(10, 4.6))
+    errors = observed_errors(predictions)
+    sigmas = (predictions.energy_uncertainty, predictions.forces_uncertainty)
+    for ax, err, sigma, label in zip(axes, errors, sigmas, ("energy (meV)", "force per atom (meV/Å)")):
+        has = np.isfinite(err) & (sigma > 0)
+        err, sigma = 1000 * err[has], 1000 * sigma[has]
+        ax.set_xlabel(f"predicted σ, {label}")
+        ax.set_ylabel(f"observed error, {label}")
+        if len(err) < 2:
+            ax.text(0.5, 0.5, "no labels", ha="center", va="center", transform=ax.transAxes)
+            continue
+        ax.loglog(sigma, np.maximum(err, 1e-3 * sigma.min()), ".", ms=3, alpha=0.5)
+        edges = np.quantile(sigma, np.linspace(0, 1, min(10, len(sigma) // 5 + 2)))
+        which = np.clip(np.searchsorted(edges, sigma, side="right") - 1, 0, len(edges) - 2)
+        centres = [np.sqrt(np.mean(sigma[which == b] ** 2)) for b in range(len(edges) - 1) if np.any(which == b)]
+        rms = [np.sqrt(np.mean(err[which == b] ** 2)) for b in range(len(edges) - 1) if np.any(which == b)]
+        ax.loglog(centres, rms, "o-", color="C3", label="RMS error per σ bin")
+        lo, hi = sigma.min(), sigma.max()
+        ax.loglog([lo, hi], [lo, hi], color="0.5", lw=1, label="error = σ")
+        from .uncertainty import rank_correlation
+        ax.set_title(f"Spearman {rank_correlation(sigma, err):.2f}")
+        ax.legend(fontsize=8)
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout()
+    path = Path(path)
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
+
+
 def training_curves(metrics_csv, path) -> Path:
     """Validation energy and force MAE per epoch from a run's metrics.csv (log scale)."""
     import csv

@@ -36,6 +36,7 @@ log = logging.getLogger(__name__)
 LOCK_NAME = ".gmnn.lock"
 RUN_FILES = ("best.ckpt", "last.ckpt", "metrics.csv", "final_metrics.json", "cross_validation.json")  # a directory with any holds a run
 OTHER_FILES = ("config.json",)  # rewritten by every run; removed by --overwrite too
+RUN_DIRECTORIES = ("folds",)  # the cross-validated fine-tune's fold models; removed by --overwrite too
 STALE_FILES = ("metrics.tmp", ".write_test")  # temporaries (training.py, check_output_dir) a kill -9 may leave
 # errors of flock on file systems without it (Lustre without -o flock, some FUSE mounts)
 NO_FLOCK = {errno.ENOLCK, errno.EOPNOTSUPP, errno.ENOTSUP, errno.ENOSYS, errno.EINVAL}
@@ -88,6 +89,8 @@ def _prepare(out: Path, resume: bool, overwrite: bool, locked: bool) -> None:
     if overwrite and found:
         for name in RUN_FILES + OTHER_FILES:
             (out / name).unlink(missing_ok=True)
+        for name in RUN_DIRECTORIES:
+            shutil.rmtree(out / name, ignore_errors=True)
         log.info("--overwrite: removed the previous run's %s from %s", ", ".join(found), out)
     if locked:  # without the lock, a temporary may belong to a run that is still writing it
         stale = temporaries(out) + [out / name for name in STALE_FILES if (out / name).exists()]

@@ -24,7 +24,7 @@ of the decayed schedule the fold models are settled, and their soup was as good 
 chosen epoch (examples/transfer_learning/README.md).
 """
 from dataclasses import dataclass
-from typing import Callable, Dict, List, Optional, Sequence
+from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 import torch
@@ -40,12 +40,24 @@ def fold_indices(n: int, k: int, seed: int = 0) -> List[np.ndarray]:
     return [np.sort(part) for part in np.array_split(order, k)]
 
 
+def fold_splits(graphs: Sequence, k: int, seed: int = 0) -> List[Tuple[list, list]]:
+    """(training part, held-out fold) for each of the k folds of `graphs` (fold_indices)."""
+    splits = []
+    for held_out in fold_indices(len(graphs), k, seed):
+        held = set(held_out.tolist())
+        splits.append(([g for i, g in enumerate(graphs) if i not in held], [graphs[i] for i in held_out]))
+    return splits
+
+
 @dataclass
 class CVResult:
     """losses[f, e]: validation loss of fold f's model on its held-out fold after e epochs."""
     losses: np.ndarray
     fold_sizes: np.ndarray
     soup: Optional[Dict[str, torch.Tensor]] = None  # mean weights of the fold models at best_epoch
+    # (fold model after the last epoch, its training graphs, its held-out graphs): what the
+    # uncertainty is calibrated on (uncertainty.fit)
+    folds: Sequence = ()
 
     @property
     def curve(self) -> np.ndarray:
@@ -76,13 +88,9 @@ def cross_validate(graphs: Sequence[StructureGraph], make_trainer: Callable, fol
     fold after every epoch; the soup is that of the chosen epoch (`CVResult.best_epoch`).
     `on_epoch(epoch, trainers, fold_metrics, train_losses)` is called after every validation
     (epoch 0 too, with no training losses)."""
-    parts = fold_indices(len(graphs), folds, seed)
-    sizes = np.array([len(p) for p in parts], dtype=float)
-    trainers = []
-    for held_out in parts:
-        held = set(held_out.tolist())
-        trainers.append(make_trainer([g for k, g in enumerate(graphs) if k not in held],
-                                     [graphs[k] for k in held_out]))
+    splits = fold_splits(graphs, folds, seed)
+    sizes = np.array([len(held) for _, held in splits], dtype=float)
+    trainers = [make_trainer(train, held) for train, held in splits]
     losses = np.zeros((folds, epochs + 1))
     start = mean_weights([t.model for t in trainers])
     for epoch in range(epochs + 1):
@@ -95,6 +103,6 @@ def cross_validate(graphs: Sequence[StructureGraph], make_trainer: Callable, fol
         losses[:, epoch] = [m["loss"] for m in metrics]
         if on_epoch:
             on_epoch(epoch, trainers, metrics, train_losses)
-    result = CVResult(losses, sizes)
+    result = CVResult(losses, sizes, folds=[(t.model.eval(), *split) for t, split in zip(trainers, splits)])
     result.soup = mean_weights([t.model for t in trainers]) if result.best_epoch else start
     return result

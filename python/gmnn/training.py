@@ -4,6 +4,7 @@ checkpoints (best and last, atomic), per-epoch CSV metrics and exact resumption.
 Resumption is exact because checkpoints are taken at epoch boundaries and the batch order of
 epoch e is a pure function of (seed, e); an interrupted epoch is simply run again.
 """
+import copy
 import csv
 import logging
 import math
@@ -90,6 +91,8 @@ class Trainer:
         self.best_loss = math.inf
         self.best_epoch = 0
         self.show_progress = show_progress
+        # what the uncertainty of the result is calibrated on (calibrate_checkpoint's arguments)
+        self.calibration = {"train": self.data.train, "valid": self.data.valid}
 
     # ---- checkpoints ---------------------------------------------------------------------
     def _payload(self) -> dict:
@@ -104,7 +107,7 @@ class Trainer:
         if differences:
             raise CheckpointError(f"cannot resume from {path}, its model differs: {'; '.join(differences)}. "
                                   "Restore these settings, or start a new run (--overwrite, or another output_dir)")
-        self.model.load_state_dict(state["model"]["state_dict"])
+        self.model.load_weights(state["model"]["state_dict"])
         try:
             self.optimizer.load_state_dict(state["optimizer"])
         except ValueError as exc:
@@ -234,16 +237,22 @@ class Trainer:
         """Evaluate the best model on every set, print a table, write final_metrics.json."""
         t = self.config.training
         distributed.barrier()  # best.ckpt is written by rank 0
-        best = GMNN.from_checkpoint_state(load_checkpoint(self.out / "best.ckpt")["model"]).to(t.device).eval()
+        if self.main:
+            calibrate_checkpoint(self.out / "best.ckpt", **self.calibration)
+        distributed.barrier()
+        payload = load_checkpoint(self.out / "best.ckpt")
+        best = GMNN.from_checkpoint_state(payload["model"]).to(t.device).eval()
         results = {}
         for name, graphs in (("train", self.data.train), ("valid", self.data.valid), ("test", self.data.test)):
             if graphs:
-                results[name] = error_metrics(predict_graphs(best, graphs, t.eval_batch_size, device=t.device))
+                results[name] = error_metrics(predict_graphs(best, graphs, t.eval_batch_size, device=t.device,
+                                                             uncertainty=best.has_uncertainty))
         results["best_epoch"] = self.best_epoch
+        results["uncertainty"] = payload.get("uncertainty", {})
         if self.main:
             with rundir.naming(self.out / "final_metrics.json"):
                 write_json(self.out / "final_metrics.json", results)
-            print(format_table({k: v for k, v in results.items() if isinstance(v, dict)}))
+            print(format_table({k: v for k, v in results.items() if isinstance(v, dict) and "n_structures" in v}))
         return results
 
     def _snapshot(self) -> dict:
@@ -265,6 +274,32 @@ class Trainer:
     def _append_metrics(self, train_loss: float, m: Dict[str, float], seconds: float) -> None:
         append_metrics(self.out / "metrics.csv", self.epoch, self.optimizer.param_groups[-1]["lr"], train_loss, m,
                        seconds)
+
+
+def calibrate_checkpoint(path: Path, train, valid, folds=()) -> dict:
+    """Fit the uncertainty (uncertainty.py) of the model in checkpoint `path` once, and save it
+    there: C from `train` on top of what the model carries already (a fine-tune's pre-trained
+    C), the scales from `valid` (or from cross-validation `folds`, uncertainty.fit). The payload
+    records the summary, so finishing a run again does not add `train` twice."""
+    from . import uncertainty
+    payload = load_checkpoint(path)
+    if "uncertainty" in payload:
+        return payload["uncertainty"]
+    model = GMNN.from_checkpoint_state(payload["model"]).eval()
+    prior = copy.deepcopy(model.uncertainty)
+    try:
+        u = uncertainty.fit(model, train, valid, prior=prior, folds=folds)
+        log.info("uncertainty calibrated on %d held-out structures: sigma_E scale %.3g, floor %.3g eV; sigma_F scale "
+                 "%.3g, floor %.3g eV/A", u["n_held_out"], u["energy_scale"], u["energy_floor"], u["force_scale"],
+                 u["force_floor"])
+    except uncertainty.CalibrationError as exc:
+        model.uncertainty.energy_scale.zero_()  # none rather than a wrong one
+        u = {"calibrated": False, "reason": str(exc)}
+        log.warning("%s: no uncertainty: %s", path, exc)
+    payload["uncertainty"] = u
+    payload["model"] = model.checkpoint_state()
+    save_checkpoint(path, payload)
+    return u
 
 
 def append_metrics(path: Path, epoch: int, lr: float, train_loss: float, m: Dict[str, float],

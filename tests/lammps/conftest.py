@@ -67,22 +67,3 @@ def md_model(tmp_path_factory):
 @pytest.fixture(scope="session")
 def inproc(lammps_module, plugin_path):
     return InProcessLammps(lammps_module, plugin_path)
-
-
-@pytest.fixture(scope="session")
-def calibrated_model(tmp_path_factory):
-    """A model file of format 3 with a calibrated per-atom uncertainty (gmnn/uncertainty llpr):
-    the untrained test model, calibrated on 20 + 10 rMD17 ethanol frames. Its values are what
-    they are; the tests compare LAMMPS with Python on the same file."""
-    import gmnn
-    from gmnn import uncertainty
-    from gmnn.data import read_structures
-    from gmnn.graph import build_graphs
-    from gmnn_testing import ETHANOL
-    model = make_model()
-    graphs = build_graphs(read_structures(ETHANOL, energy_unit="kcal/mol")[:30], model.atomic_numbers,
-                          model.cutoff)
-    uncertainty.fit(model, graphs[:20], graphs[20:])
-    assert model.has_uncertainty
-    d = tmp_path_factory.mktemp("calibrated_model")
-    return str(gmnn.export_model(model, d / "gmnn_llpr.pt", dtype="float64"))
