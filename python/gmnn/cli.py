@@ -1,4 +1,4 @@
-"""Command-line entry points: gmnn-train, gmnn-eval, gmnn-export, gmnn-calibrate, ...
+"""Command-line entry points: gmnn-train, gmnn-eval, gmnn-export, gmnn-calibrate, gmnn-active, ...
 
 Errors the user can fix (bad config, bad data, missing files) are printed as one line and
 exit with status 2; anything else is a bug and keeps its traceback.
@@ -313,6 +313,37 @@ def calibrate_main(argv=None):
         save_checkpoint(out, payload)
         print(f"calibrated on {summary['n_held_out']} held-out structures: sigma_E scale {summary['energy_scale']:.3g}, "
               f"sigma_F scale {summary['force_scale']:.3g}; wrote {out}")
+        return 0
+    return _run(run)
+
+
+def active_main(argv=None):
+    p = argparse.ArgumentParser(
+        prog="gmnn-active",
+        description="Active learning: MD with the model until its uncertainty exceeds a threshold, label a diverse "
+                    "batch of the frames it found, re-train, repeat until the MD reaches the requested length. "
+                    "Every stage is kept on disk; --resume continues an interrupted loop (docs/active_learning.md).")
+    p.add_argument("config", help="YAML config (docs/active_learning.md)")
+    runs = p.add_mutually_exclusive_group()
+    runs.add_argument("--resume", action="store_true", help="continue the loop in output_dir where it stopped")
+    runs.add_argument("--overwrite", action="store_true",
+                      help="replace the loop in output_dir (deletes its iterations, labels and models)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    args = p.parse_args(argv)
+
+    def run():
+        from .active import ActiveInterrupted, load_active_config, run_active
+        config = load_active_config(args.config)
+        try:
+            report = run_active(config, resume=args.resume, overwrite=args.overwrite, progress=not args.no_progress)
+        except ActiveInterrupted as stopped:
+            print(stopped, file=sys.stderr)
+            return stopped.status
+        last = report["iterations"][-1]
+        print(f"{config.output_dir}: {len(report['iterations'])} iteration(s), {report['labels']} labels; last MD "
+              f"reached {last['md_mean_ps']:.3g} ps on average ({last['trajectories_reached']} of "
+              f"{last['trajectories']} trajectories the full {last['md_requested_ps']:g} ps); "
+              f"report in {Path(config.output_dir) / 'report.md'}")
         return 0
     return _run(run)
 

@@ -1,4 +1,4 @@
-"""Plots people look at instead of tables: parity plots and training curves (PNG)."""
+"""Plots people look at instead of tables: parity plots, training curves and gmnn-active's progress (PNG)."""
 from pathlib import Path
 
 import numpy as np
@@ -103,3 +103,37 @@ def training_curves(metrics_csv, path) -> Path:
     fig.savefig(path, dpi=120)
     plt.close(fig)
     return Path(path)
+
+
+def active_learning_plot(rows, path) -> Path:
+    """gmnn-active's progress (active.report_rows): MD length reached (mean and shortest
+    trajectory, ps) and the force and energy errors (test set if there is one, else validation)
+    against the labels the model was trained on."""
+    plt = _pyplot()
+    labels = [r["labels"] for r in rows]
+    errors = "test" if any("test_forces_mae" in r for r in rows) else "valid"
+    fig, (left, right) = plt.subplots(1, 2, figsize=(10, 4))
+    left.plot(labels, [r["md_mean_ps"] for r in rows], "o-", label="mean over trajectories")
+    left.plot(labels, [r["md_min_ps"] for r in rows], "s--", label="shortest trajectory")
+    left.axhline(rows[0]["md_requested_ps"], color="grey", lw=0.8, ls=":", label="requested")
+    left.set_xlabel("labels")
+    left.set_ylabel("MD length reached (ps)")
+    left.set_ylim(bottom=0)
+    left.legend()
+    for key, name, marker in (("forces_mae", "force MAE (meV/Å)", "o-"),
+                              ("energy_per_atom_mae", "energy MAE (meV/atom)", "s--")):
+        values = [1000 * r.get(f"{errors}_{key}", float("nan")) for r in rows]
+        right.plot(labels, values, marker, label=name)
+    right.set_yscale("log")
+    right.set_xlabel("labels")
+    right.set_ylabel(f"{errors} error")
+    right.legend()
+    for r in rows:
+        left.annotate(str(r["iteration"]), (r["labels"], r["md_mean_ps"]), textcoords="offset points",
+                      xytext=(4, 4), fontsize=8)
+    fig.suptitle("gmnn-active (numbers: iteration)")
+    fig.tight_layout()
+    path = Path(path)
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path

@@ -223,6 +223,9 @@ def interrupted_message(out: Path, signum) -> str:
     name = signal.Signals(signum).name
     command = Path(sys.argv[0]).name if Path(sys.argv[0]).name.startswith("gmnn-") else "gmnn-train"
     epoch = stored_epoch(Path(out) / "last.ckpt")
+    if command == "gmnn-active":  # its training stage resumes, or starts again, with the loop
+        held = "no epoch was saved yet" if epoch is None else f"{Path(out) / 'last.ckpt'} holds epoch {epoch}"
+        return f"stopped by {name} while training ({held}). Continue with: gmnn-active <config> --resume"
     if epoch is None:
         return (f"stopped by {name}; no epoch was saved to {Path(out) / 'last.ckpt'}, so there is nothing to "
                 f"resume: start again with: {command} <config> --overwrite")
