@@ -20,7 +20,7 @@ import yaml
 
 from gmnn.checkpoint import load_model
 from gmnn.config import config_from_dict
-from gmnn.data import read_structures
+from gmnn.data import read_structures, write_structures
 from gmnn.evaluation import error_metrics, predict_graphs
 from gmnn.finetuning import finetune
 from gmnn.graph import build_graphs
@@ -48,6 +48,19 @@ def finetune_config(out, train_file, train_index, settings, force_weight):
                              "data": {"train_file": str(train_file), "train_index": train_index},
                              "training": {"force_weight": force_weight, "threads": 1, **settings["training"]},
                              "finetune": dict(settings["finetune"])})
+
+
+def pretraining_file(files, out):
+    """The PBE pre-training structures: one file as it is; several (experiment.yaml gives a
+    list) joined and shuffled (seeded) into <out>/pretrain_data.xyz, so the 90/10 split is random."""
+    if isinstance(files, str):
+        return HERE / files
+    structures = [s for f in files for s in read_structures(HERE / f)]
+    order = np.random.default_rng(0).permutation(len(structures))
+    path = out / "pretrain_data.xyz"
+    if not path.exists():
+        write_structures([structures[k] for k in order], path)
+    return path
 
 
 def trained(config, make_trainer):
@@ -83,10 +96,11 @@ def main():
     if args.quick:
         pre_training["epochs"], small_training["epochs"], ft_settings["training"]["epochs"] = 5, 5, 5
 
-    # 1. pre-train on PBE (90 % train, 10 % validation)
-    n_pbe = len(read_structures(data("pretrain_data")))
+    # 1. pre-train on PBE (90 % train, 10 % validation, at random)
+    pbe_file = pretraining_file(cfg["pretrain_data"], out)
+    n_pbe = len(read_structures(pbe_file))
     n_val = max(1, n_pbe // 10)
-    pre_cfg = run_config(out / "pretrain", data("pretrain_data"), f"0:{n_pbe - n_val}", data("pretrain_data"),
+    pre_cfg = run_config(out / "pretrain", pbe_file, f"0:{n_pbe - n_val}", pbe_file,
                          f"{n_pbe - n_val}:", cfg["model"], pre_training, pre_training.get("force_weight", 4.0))
     pretrained = trained(pre_cfg, lambda c: Trainer(c, show_progress=True))
     pretrained_path = Path(pre_cfg.output_dir) / "best.ckpt"
@@ -135,7 +149,7 @@ def main():
     def forces_subset(n):
         """The first n structures with CCSD(T) forces (outside the test set)."""
         subset = out / f"n{n}" / "forces_train.xyz"
-        _write(force_train[:n], subset)
+        write_structures(force_train[:n], subset)
         return subset
 
     # every run is a job of its own, cheapest and most telling first; results are written after
@@ -178,18 +192,6 @@ def table(results) -> str:
                 + (f", forces of {pre['n_force_structures']} structures" if "n_force_structures" in pre else "")
                 + f"), kcal/mol and kcal/mol/Å. Pre-trained PBE model as is: {fmt(pre)}.")
     return "\n".join(rows) + "\n"
-
-
-def _write(structures, path):
-    import ase.io
-    from ase.calculators.singlepoint import SinglePointCalculator
-    frames = []
-    for s in structures:
-        a = s.to_atoms()
-        a.calc = SinglePointCalculator(a, energy=s.energy, forces=s.forces)
-        frames.append(a)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    ase.io.write(path, frames, format="extxyz")
 
 
 def plot(results, path):

@@ -33,7 +33,8 @@ from typing import Dict, List, Optional
 
 import numpy as np
 
-from .config import Config, ConfigError, DataConfig, TrainingConfig, _build, _fields, config_to_dict
+from .config import (Config, ConfigError, DataConfig, TrainingConfig, _build, _fields, config_to_dict,
+                     load_yaml_config)
 from .config_rules import RULES, SEED_LIMIT, at_least, shown
 from .labelling import Interrupted, label_structures
 
@@ -141,23 +142,8 @@ def active_config_from_dict(values: dict) -> ActiveConfig:
 
 
 def load_active_config(path) -> ActiveConfig:
-    import yaml
-    path = Path(path)
-    if not path.exists():
-        raise ConfigError(f"{path}: config file not found")
-    try:
-        values = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"{path}: invalid YAML: {' '.join(str(exc).split())}") from None
-    except UnicodeDecodeError:
-        raise ConfigError(f"{path}: not a text (YAML) file") from None
-    try:
-        return active_config_from_dict(values or {})
-    except ConfigError as exc:
-        raise ConfigError(f"{path}: {exc}") from None
+    return load_yaml_config(path, active_config_from_dict)
 
-
-# ---- the loop --------------------------------------------------------------------------------
 
 class ActiveInterrupted(KeyboardInterrupt):
     """Stopped by SIGTERM or Ctrl-C; everything finished is on disk, --resume continues."""
@@ -288,7 +274,7 @@ class _Loop:
         d.mkdir(parents=True, exist_ok=True)
         for name, structures in (("train", splits.train), ("valid", splits.valid), ("test", splits.test)):
             if structures:
-                _write_frames(d / f"{name}.xyz", [_labelled_atoms(s) for s in structures])
+                _write_frames(d / f"{name}.xyz", [s.to_labelled_atoms() for s in structures])
         (d / "done").touch()
 
     def model_path(self, k: int) -> Path:
@@ -483,19 +469,6 @@ def _ps(steps: int, md: MDConfig) -> float:
 
 
 # ---- files -----------------------------------------------------------------------------------
-
-def _labelled_atoms(structure):
-    from ase.calculators.singlepoint import SinglePointCalculator
-    atoms = structure.to_atoms()
-    results = {}
-    if structure.energy is not None:
-        results["energy"] = structure.energy
-    if structure.forces is not None:
-        results["forces"] = structure.forces
-    if results:
-        atoms.calc = SinglePointCalculator(atoms, **results)
-    return atoms
-
 
 def _write_frames(path: Path, frames) -> None:
     """extxyz, written whole or not at all (an empty file for no frames)."""

@@ -209,6 +209,11 @@ def config_from_dict(values: dict) -> Config:
 
 
 def load_config(path) -> Config:
+    return load_yaml_config(path, config_from_dict)
+
+
+def load_yaml_config(path, build):
+    """`build(values)` of the YAML file at `path`; every problem a ConfigError naming the file."""
     path = Path(path)
     if not path.exists():
         raise ConfigError(f"{path}: config file not found")
@@ -219,7 +224,7 @@ def load_config(path) -> Config:
     except UnicodeDecodeError:
         raise ConfigError(f"{path}: not a text (YAML) file") from None
     try:
-        return config_from_dict(values or {})
+        return build(values or {})
     except ConfigError as exc:
         raise ConfigError(f"{path}: {exc}") from None
 

@@ -46,6 +46,15 @@ class Structure:
         from ase import Atoms
         return Atoms(numbers=self.numbers, positions=self.positions, cell=self.cell, pbc=self.pbc)
 
+    def to_labelled_atoms(self):
+        """ASE Atoms carrying this structure's energy and forces (where it has them)."""
+        from ase.calculators.singlepoint import SinglePointCalculator
+        atoms = self.to_atoms()
+        results = {k: v for k, v in (("energy", self.energy), ("forces", self.forces)) if v is not None}
+        if results:
+            atoms.calc = SinglePointCalculator(atoms, **results)
+        return atoms
+
     @classmethod
     def from_atoms(cls, atoms, energy=None, forces=None, source=""):
         return cls(np.asarray(atoms.numbers, dtype=np.int64), np.asarray(atoms.positions, dtype=np.float64),
@@ -86,6 +95,15 @@ def read_structures(path, *, energy_key: str = AUTO, forces_key: str = AUTO,
     for s in structures:
         check_structure(s)
     return structures
+
+
+def write_structures(structures: Sequence[Structure], path) -> Path:
+    """extxyz (eV, Angstrom) of `structures` with their labels; read_structures reads it back."""
+    import ase.io
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    ase.io.write(path, [s.to_labelled_atoms() for s in structures], format="extxyz")
+    return path
 
 
 def _factors(path, energy_unit, force_unit, length_unit):

@@ -4,6 +4,17 @@ from pathlib import Path
 import numpy as np
 
 
+def _save(fig, path, title: str = "") -> Path:
+    import matplotlib.pyplot as plt
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout()
+    path = Path(path)
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
+
+
 def _pyplot():
     import matplotlib
     matplotlib.use("Agg")
@@ -24,13 +35,7 @@ def parity_plot(predictions, path, title: str = "") -> Path:
     has_f = np.all(np.isfinite(predictions.forces_ref), axis=1)
     _parity(axes[1], 1000 * predictions.forces_ref[has_f].ravel(), 1000 * predictions.forces[has_f].ravel(),
             "force components (meV/Å)")
-    if title:
-        fig.suptitle(title)
-    fig.tight_layout()
-    path = Path(path)
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return path
+    return _save(fig, path, title)
 
 
 def _parity(ax, ref, pred, label):
@@ -77,13 +82,7 @@ def calibration_plot(predictions, path, title: str = "") -> Path:
         from .uncertainty import rank_correlation
         ax.set_title(f"Spearman {rank_correlation(sigma, err):.2f}")
         ax.legend(fontsize=8)
-    if title:
-        fig.suptitle(title)
-    fig.tight_layout()
-    path = Path(path)
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return path
+    return _save(fig, path, title)
 
 
 def training_curves(metrics_csv, path) -> Path:
