@@ -164,6 +164,6 @@ def test_gmnn_calibrate_and_gmnn_eval(tmp_path, trained_ethanol_model, monkeypat
     metrics = json.loads((tmp_path / "eval_metrics.json").read_text())[ETHANOL.name]
     assert -1.0 <= metrics["energy_uncertainty_spearman"] <= 1.0
     assert metrics["energy_error_over_uncertainty_rms"] == pytest.approx(1.0, abs=0.02)  # its calibration set
-    rows = list(csv.DictReader(open(tmp_path / "eval_predictions.csv")))
+    rows = list(csv.DictReader(open(tmp_path / "eval_metrics.csv")))  # next to eval_metrics.json
     assert len(rows) == 20 and float(rows[0]["energy_uncertainty"]) > 0 and float(rows[0]["max_forces_uncertainty"]) > 0
     assert (tmp_path / f"p_{ETHANOL.stem}_uncertainty.png").stat().st_size > 10_000

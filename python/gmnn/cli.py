@@ -69,8 +69,9 @@ def eval_main(argv=None):
     p.add_argument("--plot", nargs="?", const="parity", default=None,
                    help="write parity plots <PREFIX>_<file>.png (default prefix: parity) and, for a model with "
                         "an uncertainty, calibration plots <PREFIX>_<file>_uncertainty.png")
-    p.add_argument("--csv", default="eval_predictions.csv",
-                   help="where to write one row per structure: energies, errors and uncertainties")
+    p.add_argument("--csv", default=None,
+                   help="where to write one row per structure: energies, errors and uncertainties (default: the "
+                        "--json path with .csv, next to it)")
     p.add_argument("--no-uncertainty", action="store_true",
                    help="skip the uncertainty of a model that has one")
     args = p.parse_args(argv)
@@ -88,6 +89,7 @@ def eval_main(argv=None):
         uncertainty = model.has_uncertainty and not args.no_uncertainty
         if not model.has_uncertainty:
             print(f"{args.model}: no calibrated uncertainty (gmnn-calibrate adds one); evaluating errors only")
+        csv_path = args.csv or str(Path(args.json).with_suffix(".csv"))
         results = {}
         for n_file, path in enumerate(args.data):
             structures = read_structures(path, energy_key=args.energy_key, forces_key=args.forces_key,
@@ -100,7 +102,7 @@ def eval_main(argv=None):
             check_energies_against_model(path, preds, limit, read_as=args.energy_unit or "the format's default unit: "
                                          "eV for extxyz/ASE, kcal/mol for .npz, Hartree for ANI .h5")
             results[Path(path).name] = metrics
-            write_predictions_csv(args.csv, preds, Path(path).name, append=n_file > 0)
+            write_predictions_csv(csv_path, preds, Path(path).name, append=n_file > 0)
             if args.plot:
                 out = parity_plot(preds, f"{args.plot}_{Path(path).stem}.png", title=Path(path).name)
                 print(f"wrote {out}")
@@ -111,7 +113,7 @@ def eval_main(argv=None):
         if uncertainty:
             print(uncertainty_table(results))
         write_json(args.json, results)
-        print(f"wrote {args.json} and {args.csv}")
+        print(f"wrote {args.json} and {csv_path}")
         return 0
     return _run(run)
 
