@@ -167,3 +167,14 @@ def test_gmnn_calibrate_and_gmnn_eval(tmp_path, trained_ethanol_model, monkeypat
     rows = list(csv.DictReader(open(tmp_path / "eval_metrics.csv")))  # next to eval_metrics.json
     assert len(rows) == 20 and float(rows[0]["energy_uncertainty"]) > 0 and float(rows[0]["max_forces_uncertainty"]) > 0
     assert (tmp_path / f"p_{ETHANOL.stem}_uncertainty.png").stat().st_size > 10_000
+
+
+def test_a_network_without_hidden_layers_has_an_uncertainty_too(ethanol_structures):
+    """hidden: [] is a linear model on the descriptor: its last layer's inputs are the features
+    (the config fuzz found the constructor failing on it)."""
+    from gmnn import build_model, uncertainty
+    from gmnn.graph import build_graphs
+    model = build_model(["H", "C", "O"], hidden=(), n_radial=2, n_basis=3, cutoff=4.0, dtype="float64")
+    graphs = build_graphs(ethanol_structures[:30], model.atomic_numbers, model.cutoff)
+    uncertainty.fit(model, graphs[:20], graphs[20:])
+    assert model.has_uncertainty and model.uncertainty.whitening.shape == (model.descriptor.n_features + 1,) * 2

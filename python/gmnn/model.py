@@ -134,7 +134,9 @@ class GMNN(nn.Module):
                                                    options.r_min, options.cutoff)
         self.network = AtomicNetwork(self.descriptor.n_features, options.hidden)
         self.scale_shift = ElementScaleShift(n_el)
-        self.uncertainty = LastLayerUncertainty(options.hidden[-1] + 1)
+        # the last layer's inputs (the descriptor's features for a network without hidden layers) + bias
+        last_inputs = options.hidden[-1] if options.hidden else self.descriptor.n_features
+        self.uncertainty = LastLayerUncertainty(last_inputs + 1)
         self.to(DTYPES[options.dtype])
 
     # ---- TorchScript core -------------------------------------------------------------
