@@ -8,7 +8,6 @@ one of the candidates: the result is never worse than that baseline on the selec
 import copy
 import json
 import logging
-import shutil
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence
 
@@ -22,13 +21,13 @@ from .data import DataError, UnknownElementError
 from .model import GMNN, ModelOptions, param_groups
 from .scale_shift import fit_scale_shift
 from . import __version__
-from .checkpoint import CheckpointError, load_model, save_checkpoint
+from .checkpoint import CheckpointError, save_checkpoint
 from .config import config_to_dict
 from .evaluation import error_metrics, format_table, predict_graphs, write_json
 from .selection import CVResult, cross_validate, fold_splits
 from .dataset import PreparedData, graphs_of, read_splits
 from .rundir import check_output_dir, checkpoint_bytes
-from .training import Trainer, append_metrics, calibrate_checkpoint
+from .training import Trainer, append_metrics, calibrate_model
 
 log = logging.getLogger(__name__)
 
@@ -224,15 +223,15 @@ def cross_validated_finetune(config: Config, model: GMNN, pool: PreparedData, sh
     if ft.refit_shift:
         fit_scale_shift(soup, pool.train, scale=False)
     epoch = cv.best_epoch
-    payload = {"model": soup.checkpoint_state(), "epoch": epoch, "best_epoch": epoch, "best_loss": float(cv.curve[epoch]),
-               "config": config_to_dict(config), "gmnn_version": __version__}
-    save_checkpoint(out / "best.ckpt", payload)
     # the soup's uncertainty: C from all structures, scales from the fold models' held-out errors
     # (the zero-shot model's, shifts fitted on each fold's training part, if fine-tuning lost)
     folds = cv.folds if epoch else zero_shot_folds(model, [(train, held) for _, train, held in cv.folds])
-    calibration = calibrate_checkpoint(out / "best.ckpt", pool.train, [], folds=folds)
-    soup = load_model(out / "best.ckpt")
-    shutil.copyfile(out / "best.ckpt", out / "last.ckpt")
+    soup.eval()
+    calibration = calibrate_model(soup, pool.train, [], folds=folds)
+    payload = {"model": soup.checkpoint_state(), "epoch": epoch, "best_epoch": epoch, "best_loss": float(cv.curve[epoch]),
+               "uncertainty": calibration, "config": config_to_dict(config), "gmnn_version": __version__}
+    save_checkpoint(out / "best.ckpt", payload)
+    save_checkpoint(out / "last.ckpt", payload)
     results = {name: error_metrics(predict_graphs(soup, graphs, t.eval_batch_size, device=t.device,
                                                 uncertainty=soup.has_uncertainty))
                for name, graphs in (("train", pool.train), ("test", pool.test)) if graphs}

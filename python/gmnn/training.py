@@ -277,15 +277,24 @@ class Trainer:
 
 
 def calibrate_checkpoint(path: Path, train, valid, folds=()) -> dict:
-    """Fit the uncertainty (uncertainty.py) of the model in checkpoint `path` once, and save it
-    there: C from `train` on top of what the model carries already (a fine-tune's pre-trained
-    C), the scales from `valid` (or from cross-validation `folds`, uncertainty.fit). The payload
-    records the summary, so finishing a run again does not add `train` twice."""
-    from . import uncertainty
+    """Fit the uncertainty of the model in checkpoint `path` once (calibrate_model), and save it
+    there. The payload records the summary, so finishing a run again does not add `train` twice."""
     payload = load_checkpoint(path)
     if "uncertainty" in payload:
         return payload["uncertainty"]
     model = GMNN.from_checkpoint_state(payload["model"]).eval()
+    payload["uncertainty"] = calibrate_model(model, train, valid, folds)
+    payload["model"] = model.checkpoint_state()
+    save_checkpoint(path, payload)
+    return payload["uncertainty"]
+
+
+def calibrate_model(model: GMNN, train, valid, folds=()) -> dict:
+    """Fit `model`'s uncertainty (uncertainty.py) in place: C from `train` on top of what the
+    model carries already (a fine-tune's pre-trained C), the scales from `valid` (or from
+    cross-validation `folds`, uncertainty.fit). Data that cannot calibrate it leave the model
+    without an uncertainty rather than with a wrong one; the summary says why."""
+    from . import uncertainty
     prior = copy.deepcopy(model.uncertainty)
     try:
         u = uncertainty.fit(model, train, valid, prior=prior, folds=folds)
@@ -293,12 +302,9 @@ def calibrate_checkpoint(path: Path, train, valid, folds=()) -> dict:
                  "%.3g, floor %.3g eV/A", u["n_held_out"], u["energy_scale"], u["energy_floor"], u["force_scale"],
                  u["force_floor"])
     except uncertainty.CalibrationError as exc:
-        model.uncertainty.energy_scale.zero_()  # none rather than a wrong one
+        model.uncertainty.energy_scale.zero_()
         u = {"calibrated": False, "reason": str(exc)}
-        log.warning("%s: no uncertainty: %s", path, exc)
-    payload["uncertainty"] = u
-    payload["model"] = model.checkpoint_state()
-    save_checkpoint(path, payload)
+        log.warning("no uncertainty: %s", exc)
     return u
 
 

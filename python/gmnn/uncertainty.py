@@ -12,9 +12,9 @@ training set never showed gets a large sigma, whatever its labels:
     sigma_E(structure)^2 = alpha^2 |W^T Phi|^2 + e0^2                          (eV)
 
 Why atoms, not structures (the textbook LLPR): measured on ethanol (examples/uncertainty),
-the per-atom force uncertainty ranks force errors with Spearman 0.65 instead of 0.39, and tells
-two molecules in contact from single molecules with ROC AUC 1.00 instead of 0.86; energy
-rankings are the same (0.29 vs 0.27). sigma_F is the atom's own rigidity (one d x d product per
+the per-atom force uncertainty ranks force errors with Spearman 0.65 instead of 0.40, and tells
+two molecules in contact from single molecules with ROC AUC 1.00 instead of 0.91; energy
+rankings are the same (0.31 vs 0.30). sigma_F is the atom's own rigidity (one d x d product per
 atom, no extra backward pass: cheap enough for every MD step).
 
 The floors e0, f0 are the error no feature direction explains (label noise, a level of theory
