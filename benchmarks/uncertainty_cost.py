@@ -24,7 +24,6 @@ Writes benchmarks/results/uncertainty_cost.json and .md and prints the table.
 """
 import argparse
 import json
-import shutil
 import subprocess
 import sys
 import tempfile
@@ -97,11 +96,7 @@ def main(argv=None):
     p.add_argument("--workdir", default=None)
     args = p.parse_args(argv)
 
-    lmp = shutil.which("lmp") or str(Path(sys.executable).parent / "lmp")
-    mpirun = shutil.which("mpirun") or str(Path(sys.executable).parent / "mpirun")
-    from gmnn.lammps_plugin import plugin_file
-    if plugin_file() is None:
-        sys.exit("the gmnn LAMMPS plugin is not built: pip install --no-build-isolation -e .")
+    lmp, mpirun = lammps_md.lammps_executables()
     workdir = Path(args.workdir) if args.workdir else Path(tempfile.mkdtemp(prefix="gmnn_uncertainty_bench_"))
     workdir.mkdir(parents=True, exist_ok=True)
 
