@@ -217,9 +217,13 @@ def sample_main(argv=None):
     p = argparse.ArgumentParser(
         prog="gmnn-sample",
         description="Draw configurations for labelling by Langevin MD (ASE): of the molecule itself, or with "
-                    "--clusters / --dimers of a liquid of its copies (GFN2-xTB droplet held by a soft wall, or "
-                    "--periodic box), cut into clusters of whole molecules or dimers at contact and distance scans.")
-    p.add_argument("input", help="starting structure (first frame is used): the molecule")
+                    "--normal-modes displaced along its normal modes, or with --clusters / --dimers of a liquid of "
+                    "its copies (GFN2-xTB droplet held by a soft wall, or --periodic box), cut into clusters of whole "
+                    "molecules or dimers at contact and distance scans. The molecule: a structure file, a SMILES "
+                    "(--smiles) or a .smi file of SMILES (RDKit conformer, briefly relaxed with --calculator).")
+    p.add_argument("input", nargs="?", default=None,
+                   help="starting structure (first frame is used): the molecule; or a .smi file, one 'SMILES [name]' "
+                        "a line, each molecule sampled in turn into OUTPUT")
     p.add_argument("-o", "--output", required=True, help="extxyz file of sampled configurations")
     p.add_argument("--calculator", default="gfn2-xtb",
                    help="'gfn2-xtb' / 'gfn1-xtb' (tblite), or a gmnn model (.ckpt or .pt)")
@@ -230,7 +234,23 @@ def sample_main(argv=None):
     p.add_argument("--stride", type=int, default=None, help="MD steps between samples (default 20; 50 for a liquid)")
     p.add_argument("--equilibration", type=int, default=None,
                    help="MD steps before the first sample (default 200; 500 for a liquid)")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=int, default=0, help="of the MD or the displacements, and of a SMILES' conformer")
+    smiles = p.add_argument_group("molecules from SMILES (--smiles, or a .smi file as input)")
+    smiles.add_argument("--smiles", default=None,
+                        help="a SMILES instead of INPUT, e.g. 'CCO': an RDKit ETKDG conformer (seeded by --seed), "
+                             "relaxed with --calculator to 0.05 eV/A (at most 300 steps)")
+    smiles.add_argument("--elements", default=None,
+                        help="comma-separated elements the molecule may have, e.g. C,H,N,O (default: any)")
+    nm = p.add_argument_group("normal modes (--normal-modes)")
+    nm.add_argument("--normal-modes", action="store_true",
+                    help="instead of MD: relax to 0.001 eV/A, Hessian by finite differences of the --calculator "
+                         "forces, then --samples geometries displaced along the normal modes with thermal "
+                         "amplitudes at --temperature (docs in gmnn/normal_modes.py)")
+    nm.add_argument("--nm-scheme", choices=("boltzmann", "ani"), default="boltzmann",
+                    help="boltzmann: each normal coordinate Gaussian (harmonic canonical ensemble, mean energy "
+                         "(3N-6) kT/2); ani: ANI-1's random coefficients c_i with sum <= 1 (energy 3 N kT sum(c)/2)")
+    nm.add_argument("--min-frequency", type=float, default=300.0,
+                    help="cm^-1: softer modes (torsions) are displaced as if they had this frequency")
     liquid = p.add_argument_group("liquid (--clusters, --dimers)")
     kinds = liquid.add_mutually_exclusive_group()
     kinds.add_argument("--clusters", action="store_true",
@@ -265,7 +285,6 @@ def sample_main(argv=None):
         from .config import ConfigError
         from .config_rules import at_least, check_option, positive_number
         from .data import read_structures
-        from .sampling import sample_md
         for option, value, rule in (("--temperature", args.temperature, positive_number("K")),
                                     ("--timestep", args.timestep, positive_number("fs")),
                                     ("--friction", args.friction, positive_number("1/fs")),
@@ -273,12 +292,17 @@ def sample_main(argv=None):
                                     ("--equilibration", args.equilibration, at_least(0)),
                                     ("--seed", args.seed, at_least(0))):
             check_option(option, value, rule)
-        read_structures(args.input, energy_key="none", forces_key="none", index="0")  # a clear error for a bad start
+        if (args.input is None) == (args.smiles is None):
+            raise ConfigError("give the molecule as INPUT (a structure or .smi file) or as --smiles, not "
+                              + ("both" if args.smiles is not None else "neither"))
+        if in_liquid and (args.smiles is not None or args.normal_modes or args.elements):
+            raise ConfigError(f"--{'clusters' if args.clusters else 'dimers'} takes a structure file, and no "
+                              f"--smiles, --normal-modes or --elements")
+        from .molecules import is_smiles_file
+        if args.input is not None and not is_smiles_file(args.input):
+            read_structures(args.input, energy_key="none", forces_key="none", index="0")  # a clear error
         if not in_liquid:
-            n = sample_md(args.input, args.output, args.calculator, args.temperature, args.timestep, args.friction,
-                          args.samples, args.stride, args.equilibration, args.seed)
-            print(f"wrote {n} configurations to {args.output}")
-            return 0
+            return _sample_molecules(args)
         from .clusters import ClusterError, sample_liquid
         kind = "clusters" if args.clusters else "dimers"
         if args.density is None:
@@ -316,6 +340,36 @@ def sample_main(argv=None):
         print(f"wrote {n} {kind} from {frames} MD frame(s) to {args.output}")
         return 0
     return _run(run)
+
+
+def _sample_molecules(args) -> int:
+    """gmnn-sample without --clusters / --dimers: MD or normal modes of each molecule, into one file."""
+    import ase.io
+    from .config import ConfigError
+    from .config_rules import check_option, positive_number
+    from .molecules import MoleculeError, starting_structures
+    from .normal_modes import NormalModeError, displace, minimum
+    from .sampling import make_calculator, md_frames
+    check_option("--min-frequency", args.min_frequency, positive_number("cm^-1"))
+    elements = [e for e in args.elements.split(",") if e.strip()] if args.elements else None
+    frames, molecules = [], 0
+    try:
+        for start in starting_structures(args.input, args.smiles, args.seed, args.calculator, elements):
+            molecules += 1
+            if args.normal_modes:
+                modes = minimum(start, make_calculator(args.calculator))
+                frames += displace(modes, args.temperature, args.samples, args.seed, args.nm_scheme,
+                                   args.min_frequency)
+            else:
+                frames += md_frames(start, args.calculator, args.temperature, args.timestep, args.friction,
+                                    args.samples, args.stride, args.equilibration, args.seed)
+    except (MoleculeError, NormalModeError) as exc:
+        raise ConfigError(str(exc)) from None
+    Path(args.output).parent.mkdir(parents=True, exist_ok=True)
+    ase.io.write(args.output, frames, format="extxyz")
+    how = "normal-mode displacements" if args.normal_modes else "configurations"
+    print(f"wrote {len(frames)} {how} of {molecules} molecule(s) to {args.output}")
+    return 0
 
 
 def finetune_main(argv=None):

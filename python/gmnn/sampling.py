@@ -18,28 +18,41 @@ def make_calculator(name: str):
 
 def sample_md(start, out, calculator="gfn2-xtb", temperature=300.0, timestep_fs=0.5, friction_per_fs=0.01,
               samples=100, stride=20, equilibration=200, seed=0) -> int:
+    """gmnn-sample's MD (`md_frames`) from `start` (a structure file, whose first frame is used, or
+    Atoms), written to `out` (extxyz); returns the number of frames."""
     import ase.io
+    atoms = start if isinstance(start, Atoms) else ase.io.read(start, index=0)
+    frames = md_frames(atoms, calculator, temperature, timestep_fs, friction_per_fs, samples, stride, equilibration,
+                       seed)
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    ase.io.write(out, frames, format="extxyz")
+    return len(frames)
+
+
+def md_frames(atoms: Atoms, calculator="gfn2-xtb", temperature=300.0, timestep_fs=0.5, friction_per_fs=0.01,
+              samples=100, stride=20, equilibration=200, seed=0, progress=True) -> List[Atoms]:
+    """Langevin MD from `atoms` (velocities drawn at `temperature` with `seed`): `samples` frames,
+    `stride` steps apart after `equilibration` steps, each keeping the info of `atoms` plus
+    sampler, temperature_K, md_step and seed."""
     from ase.md.langevin import Langevin
     from ase.md.velocitydistribution import MaxwellBoltzmannDistribution
-    atoms = ase.io.read(start, index=0)
-    atoms.calc = make_calculator(calculator)
+    from tqdm import tqdm
+    atoms = atoms.copy()
+    atoms.calc = make_calculator(calculator) if isinstance(calculator, str) else calculator
     rng = np.random.default_rng(seed)
     MaxwellBoltzmannDistribution(atoms, temperature_K=temperature, rng=rng)
     dyn = Langevin(atoms, timestep_fs * units.fs, temperature_K=temperature,
                    friction=friction_per_fs / units.fs, rng=rng)
     dyn.run(equilibration)
-    out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
     frames = []
-    from tqdm import tqdm
-    for k in tqdm(range(samples), desc="sampling", unit="conf"):
+    for k in tqdm(range(samples), desc="sampling", unit="conf", disable=not progress):
         dyn.run(stride)
         frame = atoms.copy()
         frame.info.update({"sampler": str(calculator), "temperature_K": temperature, "md_step": dyn.nsteps,
                            "seed": seed})
         frames.append(frame)
-    ase.io.write(out, frames, format="extxyz")
-    return len(frames)
+    return frames
 
 
 class Exploration(NamedTuple):
