@@ -192,3 +192,28 @@ def test_gmnn_sample_bad_molecule_is_one_line_and_status_2(tmp_path, capsys, arg
     assert err.count("\n") == 0 and err.startswith("error:")
     import re
     assert re.search(message, err), err
+
+
+# ---- the organic pre-training set (examples/organic) -----------------------------------------
+
+def test_organic_set_is_CHNO_and_keeps_the_heldout_molecules_out_of_training():
+    import csv
+    from rdkit import Chem
+    from gmnn_testing import ROOT
+    with open(ROOT / "examples" / "organic" / "molecules.csv") as f:
+        rows = list(csv.DictReader(f))
+    keys = [Chem.MolToSmiles(Chem.MolFromSmiles(r["smiles"])) for r in rows]
+    assert len(set(keys)) == len(rows), "a molecule is listed twice"
+    assert len({r["name"] for r in rows}) == len(rows)
+    heldout = {r["name"] for r in rows if r["split"] == "heldout"}
+    assert {"ethanol", "aspirin"} <= heldout and 10 <= len(heldout) <= 25
+    train = [r for r in rows if r["split"] == "train"]
+    assert len(train) >= 300
+    for r in rows:
+        mol = Chem.MolFromSmiles(r["smiles"])
+        assert {a.GetSymbol() for a in mol.GetAtoms()} <= {"C", "H", "N", "O"}, r["name"]
+        assert int(r["heavy_atoms"]) == mol.GetNumHeavyAtoms()
+        assert r["split"] == "heldout" or mol.GetNumHeavyAtoms() <= 9, r["name"]
+    groups = {g for r in train for g in r["groups"].split(";")}
+    assert {"alcohol", "ether", "aldehyde", "ketone", "acid", "ester", "amine", "amide", "nitrile", "aromatic",
+            "heterocycle"} <= groups

@@ -5,7 +5,8 @@ temperatures, normal-mode displacements), then gmnn-label --level gfn2-xtb.
 Resumable per molecule and part: a part (one gmnn-sample command) whose file exists is not run
 again (it is written under a temporary name and renamed when complete), gmnn-label skips the
 structures already labelled, and a molecule that cannot be sampled (the error is kept in
-parts/<name>/FAILED) is not tried again. Kill it at any time and re-run the same command.
+parts/<name>/FAILED) is not tried again. The parts of a molecule are deleted once they are joined
+into geometries/<name>.xyz. Kill it at any time and re-run the same command.
 
     nice -n 19 python examples/organic/make_data.py            # sample + label every molecule
     python examples/organic/make_data.py --status              # counts so far
@@ -112,6 +113,8 @@ def sample(row) -> bool:
     tmp = geometries.with_suffix(".tmp.xyz")
     ase.io.write(tmp, frames, format="extxyz")
     os.replace(tmp, geometries)
+    for part, *_rest in PARTS:  # all in the geometries file now
+        (folder / f"{part}.xyz").unlink()
     return True
 
 
@@ -165,8 +168,16 @@ def _labelled_frames(row):
         source = geometries[int(frame.info["source_index"])]
         for key, value in source.info.items():
             frame.info.setdefault(key, value)
-        frame.info["split"] = row["split"]
+        frame.info.update(name=row["name"], split=row["split"])  # gmnn-sample --smiles names it by its SMILES
     return frames, geometries
+
+
+def _geometry(frame, row):
+    """A geometry to label: positions and what it is, no MD momenta."""
+    out = ase.Atoms(numbers=frame.numbers, positions=frame.positions)
+    out.info.update({k: frame.info[k] for k in ("smiles", "sampler", "temperature_K", "seed") if k in frame.info})
+    out.info.update(name=row["name"], split=row["split"])
+    return out
 
 
 def finish(rows) -> None:
@@ -183,7 +194,7 @@ def finish(rows) -> None:
                 per_molecule.append(len(frames))
                 k = PBE_PER_MOLECULE[split]  # evenly spread over the parts (every part's frames in turn)
                 step = len(geometries) / k
-                picks.append([geometries[int((j + 0.5) * step)] for j in range(k)])
+                picks.append([_geometry(geometries[int((j + 0.5) * step)], row) for j in range(k)])
         os.replace(joined.with_suffix(".tmp.xyz"), joined)
         ase.io.write(selection, interleave(*picks), format="extxyz")  # any prefix spans all molecules
         print(f"{joined.relative_to(HERE)}: {sum(per_molecule)} structures of {len(chosen)} molecules; "
