@@ -243,7 +243,7 @@ def sample_main(argv=None):
                         help="comma-separated elements the molecule may have, e.g. C,H,N,O (default: any)")
     nm = p.add_argument_group("normal modes (--normal-modes)")
     nm.add_argument("--normal-modes", action="store_true",
-                    help="instead of MD: relax to 0.001 eV/A, Hessian by finite differences of the --calculator "
+                    help="instead of MD: relax to 0.0001 eV/A, Hessian by finite differences of the --calculator "
                          "forces, then --samples geometries displaced along the normal modes with thermal "
                          "amplitudes at --temperature (docs in gmnn/normal_modes.py)")
     nm.add_argument("--nm-scheme", choices=("boltzmann", "ani"), default="boltzmann",
