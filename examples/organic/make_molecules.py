@@ -107,15 +107,18 @@ CURATED = [
     ("imidazolidinone", "O=C1NCCN1"), ("tropolone", "O=c1cccccc1O"),
 ]
 
-R_GROUPS = [("methyl", "C"), ("ethyl", "CC"), ("propyl", "CCC"), ("isopropyl", "C(C)C"), ("butyl", "CCCC"),
-            ("isobutyl", "CC(C)C"), ("sec_butyl", "C(C)CC"), ("tert_butyl", "C(C)(C)C"), ("pentyl", "CCCCC"),
-            ("cyclopropyl", "C1CC1"), ("cyclobutyl", "C1CCC1"), ("cyclopentyl", "C1CCCC1"), ("cyclohexyl", "C1CCCCC1"),
-            ("vinyl", "C=C"), ("allyl", "CC=C"), ("propargyl", "CC#C"), ("phenyl", "c1ccccc1"), ("benzyl", "Cc1ccccc1")]
+# R is written so that X, appended to the SMILES, bonds to R's last atom (its attachment point)
+R_GROUPS = [("methyl", "C"), ("ethyl", "CC"), ("propyl", "CCC"), ("isopropyl", "CC(C)"), ("butyl", "CCCC"),
+            ("isobutyl", "CC(C)C"), ("sec_butyl", "CCC(C)"), ("tert_butyl", "CC(C)(C)"), ("pentyl", "CCCCC"),
+            ("neopentyl", "CC(C)(C)C"), ("cyclopropyl", "C1CC1"), ("cyclobutyl", "C1CCC1"),
+            ("cyclopentyl", "C1CCCC1"), ("cyclohexyl", "C1CCCCC1"), ("vinyl", "C=C"), ("allyl", "C=CC"),
+            ("propenyl", "CC=C"), ("propargyl", "C#CC"), ("propynyl", "CC#C"), ("phenyl", "c1ccccc1"),
+            ("benzyl", "c1ccccc1C"), ("o_tolyl", "Cc1ccccc1")]
 X_GROUPS = [("ol", "O"), ("methyl_ether", "OC"), ("al", "C=O"), ("methyl_ketone", "C(C)=O"), ("acid", "C(=O)O"),
             ("methyl_ester", "C(=O)OC"), ("acetate", "OC(C)=O"), ("amine", "N"), ("methylamine", "NC"),
             ("dimethylamine", "N(C)C"), ("amide", "C(N)=O"), ("acetamide", "NC(C)=O"), ("n_methylamide", "C(=O)NC"),
             ("nitrile", "C#N")]
-NOT_JOINED = {("vinyl", "ol"), ("vinyl", "amine"), ("vinyl", "methylamine")}  # enols, enamines: tautomers
+NOT_JOINED = {(r, x) for r in ("vinyl", "propenyl") for x in ("ol", "amine", "methylamine")}  # enols, enamines
 
 GROUPS = [  # (name, SMARTS): a molecule gets every group it matches
     ("alcohol", "[CX4][OX2H]"), ("phenol", "c[OX2H]"), ("ether", "[OX2]([#6;!$(C=[O,N])])[#6;!$(C=[O,N])]"),
