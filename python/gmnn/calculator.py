@@ -15,8 +15,8 @@ ATOMS_PER_PASS = 2048
 
 
 class GMNNCalculator(Calculator):
-    """`model`: a checkpoint path (.ckpt), an exported TorchScript file (.pt) or a model object
-    (a GMNN, or what loading.load returns).
+    """`model`: a checkpoint path (.ckpt), an exported TorchScript file (.pt), the name of a shipped
+    pre-trained model (gmnn.list_pretrained()) or a model object (a GMNN, or what loading.load returns).
 
     `atoms_per_pass`: atoms are evaluated in blocks of this many centres (the option of the same
     name in `pair_style gmnn`): memory stays bounded for 10^5-atom structures, and results do not

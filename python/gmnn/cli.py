@@ -52,7 +52,8 @@ def train_main(argv=None):
 
 def eval_main(argv=None):
     p = argparse.ArgumentParser(prog="gmnn-eval", description="Errors of a model on labelled data.")
-    p.add_argument("model", help="checkpoint (.ckpt) or exported model (.pt)")
+    p.add_argument("model", help="checkpoint (.ckpt), exported model (.pt) or the name of a shipped pre-trained "
+                                 "model (gmnn.list_pretrained())")
     p.add_argument("data", nargs="+", help="data file(s): extxyz/ASE, .npz, ANI .h5")
     p.add_argument("--energy-key", default="auto")
     p.add_argument("--forces-key", default="auto")
@@ -144,7 +145,7 @@ def _outlier_limit(text: str):
 
 def export_main(argv=None):
     p = argparse.ArgumentParser(prog="gmnn-export", description="Write a TorchScript model file for LAMMPS.")
-    p.add_argument("checkpoint", help="trained checkpoint (.ckpt)")
+    p.add_argument("checkpoint", help="trained checkpoint (.ckpt), or the name of a shipped pre-trained model")
     p.add_argument("-o", "--output", required=True, help="model file to write, e.g. model.pt")
     p.add_argument("--dtype", choices=["float32", "float64"], default=None,
                    help="precision of the exported model (default: the checkpoint's)")
@@ -376,7 +377,9 @@ def finetune_main(argv=None):
     p = argparse.ArgumentParser(prog="gmnn-finetune",
                                 description="Fine-tune a pre-trained GM-NN on new labels (transfer learning).")
     p.add_argument("config", help="YAML config: data, training and the finetune section")
-    p.add_argument("--from", dest="pretrained", default=None, help="pre-trained checkpoint (.ckpt)")
+    p.add_argument("--from", dest="pretrained", default=None,
+                   help="pre-trained checkpoint (.ckpt), or the name of a shipped pre-trained model, e.g. "
+                        "ethanol-pbe-def2svp (gmnn.list_pretrained(); an existing file of that name wins)")
     p.add_argument("--add-elements", action="store_true",
                    help="allow elements the pre-trained model does not know (new pair coefficients)")
     runs = p.add_mutually_exclusive_group()  # what to do with an output_dir that holds a run

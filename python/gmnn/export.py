@@ -10,16 +10,18 @@ import torch
 from . import __version__
 from .loading import load
 from .model import DTYPES, GMNN
+from .pretrained import resolve_model_source
 from .model_file import (FORMAT_VERSION, UNCERTAINTY_METHODS, ModelFileError, content_checksum, is_model_file,
                          is_torch_archive)
 
 
 def export_model(model, path, dtype: Optional[str] = None, force: bool = False) -> Path:
-    """Script, freeze and save `model` (GMNN or checkpoint path) in `dtype` (default: its own).
+    """Script, freeze and save `model` (GMNN, checkpoint path or the name of a shipped pre-trained
+    model) in `dtype` (default: its own).
     An existing `path` is replaced only if it is a model file (or `force`), never if it is the
     checkpoint read."""
     path = Path(path)
-    source = None if isinstance(model, GMNN) else Path(model)
+    source = None if isinstance(model, GMNN) else resolve_model_source(model)  # a path, or a shipped model's name
     if source is not None and is_model_file(source):
         raise ModelFileError(f"{source} is an exported model file (gmnn-export output) already: LAMMPS, gmnn-eval "
                              "and the ASE calculator use it as it is; to export it again (e.g. in another "

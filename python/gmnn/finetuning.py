@@ -130,7 +130,9 @@ def finetune(config: Config, pretrained_path=None, add_elements=False, resume=Fa
              overwrite=False, zero_shot_only=False) -> Dict:
     path = pretrained_path or (config.finetune and config.finetune.pretrained)
     if not path:
-        raise ConfigError("no pre-trained model: give --from PRETRAINED.ckpt or finetune.pretrained in the config")
+        from .pretrained import list_pretrained
+        raise ConfigError("no pre-trained model: give --from PRETRAINED.ckpt (or the name of a shipped one: "
+                          f"{', '.join(list_pretrained())}) or finetune.pretrained in the config")
     config.finetune = config.finetune or FinetuneConfig()
     config.finetune.pretrained = str(path)
     with rundir.claimed(config.output_dir, resume=resume, overwrite=overwrite):

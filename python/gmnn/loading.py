@@ -14,6 +14,7 @@ from torch import nn
 from .checkpoint import load_model
 from .model import DTYPES
 from .model_file import FORMAT_VERSION, META_KEYS, ModelFileError, content_checksum, is_torchscript
+from .pretrained import resolve_model_source
 
 
 class ExportedModel(nn.Module):
@@ -57,13 +58,12 @@ def no_uncertainty_message(format_version: int) -> str:
 
 
 def load(path, purpose: Optional[str] = None):
-    """The model in `path`: a checkpoint's GMNN (in eval mode) or a model file's ExportedModel.
+    """The model in `path`: a checkpoint's GMNN (in eval mode) or a model file's ExportedModel;
+    `path` may also name a shipped pre-trained model (pretrained.py; an existing file wins).
     `purpose` ("fine-tuning", "export") names a use that needs the checkpoint's GMNN: a model
     file is then a CheckpointError that says which file to give instead."""
-    path = Path(path)
+    path = resolve_model_source(path)
     if purpose is None:
-        if not path.exists():
-            raise ModelFileError(f"{path}: model file not found")
         if is_torchscript(path):
             return load_exported(path)
     return load_model(path, purpose)
