@@ -1,4 +1,4 @@
-"""gmnn (PyTorch) against apax (JAX): the same GM-NN model on the same data, one CPU thread each.
+"""gmnn (PyTorch) against apax (JAX): the same GM-NN model on the same data, one CPU core each.
 
 apax (https://github.com/apax-hub/apax) is the JAX implementation of the GM-NN model class.
 This script installs it into its own virtual environment, `benchmarks/.venv-apax` (pinned
@@ -21,11 +21,21 @@ network 360-512-512-1 with scaled swish, per-element scale/shift. apax is config
 explicitly to this (its defaults differ: Bessel basis, LeCun init, no NTK). The remaining
 differences are written into the output (`model_differences`).
 
-Threads: the script pins itself and the worker to one CPU (the idlest one when it starts),
-sets torch.set_num_threads(1), OMP_NUM_THREADS=1 and
-XLA_FLAGS="--xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1" (XLA ignores the
-second flag and sizes its own thread pool from the CPUs it may run on, which is why the
-pinning is needed), and reports CPU time / wall time of every measurement (≈ 1: one core).
+One core each: the script pins itself and the worker to one CPU (the idlest one when it
+starts; the worker before it imports jax, so every thread XLA starts inherits the mask), sets
+torch.set_num_threads(1), OMP_NUM_THREADS=1 and XLA_FLAGS=--xla_cpu_multi_thread_eigen=false.
+Unpinned, XLA splits a large dot over two threads of its own pool whatever XLA_FLAGS says
+(there is no XLA flag for the CPU client's intra-op pool; a bare `intra_op_parallelism_threads=1`
+token is ignored after a `--` flag and is read as a flag file name when alone). For every timed
+part it records the minimum wall time, the minimum CPU time of one repeat and process CPU time /
+wall time over the repeats (above 1: more than one core busy; below 1: the core was shared with
+other jobs), and the affinity of every thread of both processes.
+
+Peaks, measured in the same run on the same CPU: a 2048² matmul of random matrices in torch and
+in XLA (result checked against numpy), and, where a C compiler is present, the one-core FP32 FMA
+ceilings with 256-bit (AVX2) and 512-bit (AVX-512) vectors and the clock (a chain of dependent
+integer adds). On AMD, MKL (torch) runs its AVX2 kernel while XLA's dot (YNNPACK) runs an
+AVX-512 one, so on a core with full-width AVX-512 XLA's matmul peak is about twice torch's.
 
 If apax cannot be installed, the script says so and reports gmnn alone, against the
 project's naive baseline (the same GM-NN written directly with dense per-atom neighbour
@@ -51,7 +61,7 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 APAX_PIN = "0.14.0"
 JAX_PIN = "0.10.2"
 VENV = ROOT / "benchmarks" / ".venv-apax"
-XLA_FLAGS = "--xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1"
+XLA_FLAGS = "--xla_cpu_multi_thread_eigen=false"
 BATCH = 32
 CUTOFF = 5.0
 HIDDEN = (512, 512)
@@ -79,6 +89,112 @@ def idlest_cpu(seconds=1.0):
 
 def cpu_seconds():
     return time.process_time()
+
+
+def thread_affinities():
+    """The distinct CPU sets of this process's threads (one entry, [cpu], when pinned)."""
+    found = set()
+    for t in os.listdir("/proc/self/task"):
+        try:
+            found.add(tuple(sorted(os.sched_getaffinity(int(t)))))
+        except OSError:
+            pass
+    return sorted(list(a) for a in found)
+
+
+TIMED = []   # what recording_best_of saw since the last TIMED.clear()
+
+
+def recording_best_of(fn, repeats):
+    """train_throughput.best_of (min wall time of fn() over repeats) that also records the
+    min CPU time of one repeat and CPU time / wall time over the repeats in TIMED."""
+    walls, cpus, c0, w0 = [], [], cpu_seconds(), time.perf_counter()
+    for _ in range(repeats):
+        t, c = time.perf_counter(), cpu_seconds()
+        fn()
+        walls.append(time.perf_counter() - t)
+        cpus.append(cpu_seconds() - c)
+    TIMED.append({"wall_s": min(walls), "cpu_s": min(cpus),
+                  "cpu_per_wall": (cpu_seconds() - c0) / (time.perf_counter() - w0)})
+    return min(walls)
+
+
+CEILINGS_C = r"""
+#include <immintrin.h>
+#include <stdio.h>
+#include <time.h>
+static double cpu(void){struct timespec t;clock_gettime(CLOCK_PROCESS_CPUTIME_ID,&t);return t.tv_sec+1e-9*t.tv_nsec;}
+static double wall(void){struct timespec t;clock_gettime(CLOCK_MONOTONIC,&t);return t.tv_sec+1e-9*t.tv_nsec;}
+#define BODY(T,F,S) T m=S(0.999999f),c=S(1e-7f); T a0=S(0),a1=S(1),a2=S(2),a3=S(3),a4=S(4),a5=S(5),a6=S(6),a7=S(7),a8=S(8),a9=S(9),a10=S(10),a11=S(11); \
+  for(long i=0;i<it;i++){a0=F(a0,m,c);a1=F(a1,m,c);a2=F(a2,m,c);a3=F(a3,m,c);a4=F(a4,m,c);a5=F(a5,m,c);a6=F(a6,m,c);a7=F(a7,m,c);a8=F(a8,m,c);a9=F(a9,m,c);a10=F(a10,m,c);a11=F(a11,m,c);} \
+  T s=a0+a1+a2+a3+a4+a5+a6+a7+a8+a9+a10+a11;
+__attribute__((target("avx2,fma"))) static float f256(long it){ BODY(__m256,_mm256_fmadd_ps,_mm256_set1_ps) float o[8]; _mm256_storeu_ps(o,s); return o[0];}
+__attribute__((target("avx512f"))) static float f512(long it){ BODY(__m512,_mm512_fmadd_ps,_mm512_set1_ps) return _mm512_reduce_add_ps(s);}
+int main(int argc, char **argv){
+  long n=1000000000L, x=0; double c0=cpu(), w0=wall();
+  __asm__ volatile("1: add $1, %0\n add $1, %0\n add $1, %0\n add $1, %0\n sub $4, %1\n jnz 1b" : "+r"(x), "+r"(n));
+  double c=cpu()-c0, w=wall()-w0;
+  printf("{\"clock_ghz\": %.3f, \"clock_cpu_per_wall\": %.3f", 1.0/c, c/w);
+  long it=50000000L; c0=cpu(); w0=wall(); float r=f256(it); c=cpu()-c0; w=wall()-w0;
+  printf(", \"avx2_fma_gflops_per_cpu_s\": %.1f, \"avx2_cpu_per_wall\": %.3f", it*12*8*2/c/1e9, c/w);
+  if (argc > 1) { c0=cpu(); w0=wall(); r+=f512(it); c=cpu()-c0; w=wall()-w0;
+    printf(", \"avx512_fma_gflops_per_cpu_s\": %.1f, \"avx512_cpu_per_wall\": %.3f", it*12*16*2/c/1e9, c/w); }
+  printf(", \"check\": %g}\n", r);
+  return 0;
+}
+"""
+
+
+def cpu_flags():
+    try:
+        for line in open("/proc/cpuinfo"):
+            if line.startswith("flags"):
+                return set(line.split(":", 1)[1].split())
+    except OSError:
+        pass
+    return set()
+
+
+def fma_ceilings():
+    """One-core FP32 FMA throughput per CPU second with 256-bit and (where the CPU has it)
+    512-bit vectors, 12 independent accumulators, and the clock from 10^9 dependent integer
+    adds (one per cycle); None without a C compiler. Runs in this (pinned) process's CPU set."""
+    import shutil
+    cc = shutil.which("cc") or shutil.which("gcc")
+    if not cc or "fma" not in cpu_flags():
+        return None
+    d = Path(tempfile.mkdtemp(prefix="fma_ceilings_"))
+    (d / "f.c").write_text(CEILINGS_C)
+    r = subprocess.run([cc, "-O2", "-o", str(d / "f"), str(d / "f.c")], capture_output=True, text=True)
+    if r.returncode != 0:
+        return {"error": r.stderr.strip()[-300:]}
+    args = [str(d / "f")] + (["512"] if "avx512f" in cpu_flags() else [])
+    r = subprocess.run(args, capture_output=True, text=True)
+    try:
+        out = json.loads(r.stdout)
+    except ValueError:
+        return {"error": (r.stdout + r.stderr).strip()[-300:]}
+    out.pop("check", None)
+    for k in ("avx2", "avx512"):
+        if f"{k}_fma_gflops_per_cpu_s" in out:
+            out[f"{k}_fma_flop_per_cycle"] = out[f"{k}_fma_gflops_per_cpu_s"] / out["clock_ghz"]
+    return out
+
+
+def torch_peak(dtype, n=2048, repeats=5):
+    """The 2048² matmul of random matrices in torch, as the worker's peak() for XLA."""
+    import numpy as np
+    import torch
+    g = torch.Generator().manual_seed(0)
+    a, b = torch.randn(n, n, dtype=dtype, generator=g), torch.randn(n, n, dtype=dtype, generator=g)
+    r = (a @ b).numpy()
+    ref = a[:8].double().numpy() @ b.double().numpy()
+    TIMED.clear()
+    s = recording_best_of(lambda: a @ b, repeats)
+    t = TIMED[-1]
+    return {"n": n, "gflops": 2 * n ** 3 / s / 1e9, "gflops_per_cpu_s": 2 * n ** 3 / t["cpu_s"] / 1e9,
+            "cpu_per_wall": t["cpu_per_wall"], "max_rel_err": float(np.abs(r[:8] - ref).max() / np.abs(ref).max()),
+            "thread_affinities": thread_affinities(), "threads": len(os.listdir("/proc/self/task"))}
 
 
 # --------------------------------------------------------------------------------------------
@@ -149,15 +265,25 @@ for p in ("apax", "jax", "jaxlib", "flax", "optax", "numpy", "vesin"):
 out["devices"] = [str(d) for d in jax.devices()]
 out["threads_in_process"] = len(os.listdir("/proc/self/task"))
 
+def thread_affinities():
+    """the distinct CPU sets of this process's threads (one entry, [cpu], when pinned)"""
+    found = set()
+    for t in os.listdir("/proc/self/task"):
+        try:
+            found.add(tuple(sorted(os.sched_getaffinity(int(t)))))
+        except OSError:
+            pass
+    return sorted(list(a) for a in found)
+
 def cpu():
     return time.process_time()
 
 def best_of(fn, repeats):
-    """min wall time of fn() over repeats, and cpu/wall of all of them"""
-    times, c0, w0 = [], cpu(), time.perf_counter()
+    """min wall time of fn() over repeats, cpu/wall of all of them, min CPU time of one"""
+    times, cpus, c0, w0 = [], [], cpu(), time.perf_counter()
     for _ in range(repeats):
-        t = time.perf_counter(); fn(); times.append(time.perf_counter() - t)
-    return min(times), (cpu() - c0) / (time.perf_counter() - w0)
+        t, c = time.perf_counter(), cpu(); fn(); times.append(time.perf_counter() - t); cpus.append(cpu() - c)
+    return min(times), (cpu() - c0) / (time.perf_counter() - w0), min(cpus)
 
 def config(dtype, n_train):
     fp = {"float32": "fp32", "float64": "fp64"}[dtype]
@@ -219,7 +345,7 @@ def training(dtype):
         carry[0] = c[0]
         return float(loss)
     t = time.perf_counter(); epoch(); t_first = time.perf_counter() - t
-    seconds, ratio = best_of(epoch, task["repeats"])
+    seconds, ratio, cpu_s = best_of(epoch, task["repeats"])
     n = steps * cfg.data.batch_size
     n_params = sum(int(np.prod(p.shape)) for p in jax.tree_util.tree_leaves(params))
     emb = params["params"]["energy_model"]["representation"]["radial_fn"]["atomic_type_embedding"]
@@ -230,15 +356,16 @@ def training(dtype):
         jax.block_until_ready([infer(*(b[0][k] for k in ("positions", "numbers", "idx", "box", "offsets")))
                                for b in batches])
     t = time.perf_counter(); run(); t_compile = time.perf_counter() - t
-    t_inf, ratio_inf = best_of(run, task["repeats"])
+    t_inf, ratio_inf, cpu_inf = best_of(run, task["repeats"])
     n_atoms = int(sum(int(np.sum(b[0]["n_atoms"])) for b in batches))
     return {"dtype": dtype, "structures_per_s": n / seconds, "epoch_s": seconds, "n_structures": n,
+            "structures_per_cpu_s": n / cpu_s, "epoch_cpu_s": cpu_s,
             "first_epoch_s": t_first, "cpu_per_wall": ratio, "last_loss": epoch(),
             "n_parameters": n_params,
             "n_parameters_without_unused_species": n_params - emb.size // emb.shape[0] ** 2 * (emb.shape[0] ** 2 - n_el ** 2),
             "padded_atoms": int(batches[0][0]["numbers"].shape[1]), "padded_edges": int(batches[0][0]["idx"].shape[2]),
             "inference_us_per_atom": 1e6 * t_inf / n_atoms, "inference_compile_s": t_compile,
-            "inference_cpu_per_wall": ratio_inf}
+            "inference_cpu_us_per_atom": 1e6 * cpu_inf / n_atoms, "inference_cpu_per_wall": ratio_inf}
 
 def inference(n_atoms_key, dtype):
     pos, cell = data[f"pos_{n_atoms_key}"], data[f"cell_{n_atoms_key}"]
@@ -249,7 +376,7 @@ def inference(n_atoms_key, dtype):
     builder = cfg.model.get_builder()(cfg.model.model_dump())
     model = builder.build_energy_derivative_model(apply_mask=True, init_box=np.array(box))
     Z = jnp.full(n, 6, dtype=jnp.int32)
-    t_nl, ratio_nl = best_of(lambda: compute_nl(frac, box, cfg.model.basis.r_max), task["repeats"])
+    t_nl, ratio_nl, cpu_nl = best_of(lambda: compute_nl(frac, box, cfg.model.basis.r_max), task["repeats"])
     idx, offsets = compute_nl(frac, box, cfg.model.basis.r_max)
     args = (jnp.asarray(frac), Z, jnp.asarray(idx), jnp.asarray(box), jnp.asarray(offsets))
     params = model.init(jax.random.PRNGKey(1), *args)
@@ -257,11 +384,14 @@ def inference(n_atoms_key, dtype):
     step = jax.jit(lambda R, nbr, b, off: partial(model.apply, params)(R, Z, nbr, b, off))
     t = time.perf_counter(); res = step(args[0], args[2], args[3], args[4]); jax.block_until_ready(res)
     t_compile = time.perf_counter() - t
-    t_model, ratio = best_of(lambda: jax.block_until_ready(step(args[0], args[2], args[3], args[4])), task["repeats"])
+    t_model, ratio, cpu_model = best_of(lambda: jax.block_until_ready(step(args[0], args[2], args[3], args[4])),
+                                        task["repeats"])
     f = np.asarray(res["forces"])
     return {"n_atoms": n, "dtype": dtype, "edges_per_atom": idx.shape[1] / n,
             "neighbor_list_us_per_atom": 1e6 * t_nl / n, "model_us_per_atom": 1e6 * t_model / n,
             "total_us_per_atom": 1e6 * (t_nl + t_model) / n, "compile_s": t_compile, "cpu_per_wall": ratio,
+            "neighbor_list_cpu_us_per_atom": 1e6 * cpu_nl / n, "model_cpu_us_per_atom": 1e6 * cpu_model / n,
+            "total_cpu_us_per_atom": 1e6 * (cpu_nl + cpu_model) / n,
             "neighbor_list_cpu_per_wall": ratio_nl, "net_force": float(np.abs(f.sum(0)).max())}
 
 def equivalence():
@@ -319,18 +449,25 @@ def equivalence():
             "energy_max_abs_diff_eV": max(dE), "force_max_abs_diff_eV_per_A": max(dF),
             "force_rms_eV_per_A": float(np.sqrt(np.mean(data["eq_forces"] ** 2)))}
 
-def peak(dtype, n=2048):
-    a = jnp.ones((n, n), dtype=getattr(jnp, dtype))
-    f = jax.jit(lambda x: x @ x)
-    f(a).block_until_ready()
-    s, _ = best_of(lambda: f(a).block_until_ready(), 3)
-    return 2 * n ** 3 / s / 1e9
+def peak(dtype, n=2048, repeats=5):
+    """an n x n matmul of random matrices (2 n^3 FLOP), checked against numpy on 8 rows"""
+    rng = np.random.default_rng(0)
+    A, B = (rng.standard_normal((n, n)).astype(dtype) for _ in range(2))
+    a, b = jnp.asarray(A), jnp.asarray(B)
+    assert a.dtype == np.dtype(dtype) and a.shape == (n, n)
+    f = jax.jit(lambda x, y: x @ y)
+    r = np.asarray(f(a, b).block_until_ready())
+    ref = A[:8].astype(np.float64) @ B.astype(np.float64)
+    s, ratio, cpu_s = best_of(lambda: f(a, b).block_until_ready(), repeats)
+    return {"n": n, "gflops": 2 * n ** 3 / s / 1e9, "gflops_per_cpu_s": 2 * n ** 3 / cpu_s / 1e9,
+            "cpu_per_wall": ratio, "max_rel_err": float(np.abs(r[:8] - ref).max() / np.abs(ref).max()),
+            "thread_affinities": thread_affinities(), "threads": len(os.listdir("/proc/self/task"))}
 
 if task["part"] == "training":
     if "eq_pc" in data.files:
         out["equivalence"] = equivalence()
         print("apax equivalence check done", file=sys.stderr, flush=True)
-    out["peak_matmul_gflops"] = {dt: peak(dt) for dt in task["dtypes"]}
+    out["peak_matmul"] = {dt: peak(dt) for dt in task["dtypes"]}
     for dt in task["dtypes"]:
         out["training"].append(training(dt))
         print("apax training", dt, "done", file=sys.stderr, flush=True)
@@ -340,6 +477,7 @@ else:
             out["inference"].append(inference(key, dt))
             print("apax inference", key, dt, "done", file=sys.stderr, flush=True)
 out["threads_in_process_at_end"] = len(os.listdir("/proc/self/task"))
+out["thread_affinities_at_end"] = thread_affinities()
 print("APAX_RESULT " + json.dumps(out), flush=True)
 '''
 
@@ -385,9 +523,11 @@ def diamond(n_target):
 
 def gmnn_training(structures, dtype, repeats):
     import train_throughput as tt
-    c0, w0 = cpu_seconds(), time.perf_counter()
+    TIMED.clear()
     r = tt.training_throughput(structures, dtype, HIDDEN, batch_size=BATCH, repeats=repeats)
-    r["cpu_per_wall"] = (cpu_seconds() - c0) / (time.perf_counter() - w0)
+    (epoch,) = TIMED
+    r.update(cpu_per_wall=epoch["cpu_per_wall"], epoch_cpu_s=epoch["cpu_s"],
+             structures_per_cpu_s=r["n_structures"] / epoch["cpu_s"])
     r.update(gmnn_batch_inference(structures, dtype, repeats))
     return {"dtype": dtype, **r}
 
@@ -408,13 +548,13 @@ def gmnn_batch_inference(structures, dtype, repeats):
         for b in batches:
             predict(model, b, forces=True)
     run()
-    c0, w0 = cpu_seconds(), time.perf_counter()
+    TIMED.clear()
     seconds = tt.best_of(run, repeats)
-    ratio = (cpu_seconds() - c0) / (time.perf_counter() - w0)
+    (t,) = TIMED
     n_atoms = sum(g.n_atoms for g in graphs)
     n_params = sum(p.numel() for p in model.parameters())
-    return {"inference_us_per_atom": 1e6 * seconds / n_atoms, "inference_cpu_per_wall": ratio,
-            "n_parameters": int(n_params)}
+    return {"inference_us_per_atom": 1e6 * seconds / n_atoms, "inference_cpu_per_wall": t["cpu_per_wall"],
+            "inference_cpu_us_per_atom": 1e6 * t["cpu_s"] / n_atoms, "n_parameters": int(n_params)}
 
 
 def gmnn_reference(structures, n_frames=4):
@@ -448,9 +588,13 @@ def gmnn_reference(structures, n_frames=4):
 
 def gmnn_inference(n_target, dtype, repeats):
     import train_throughput as tt
-    c0, w0 = cpu_seconds(), time.perf_counter()
+    TIMED.clear()
     r = tt.inference_cost(n_target, dtype, HIDDEN, repeats=repeats)
-    r["cpu_per_wall"] = (cpu_seconds() - c0) / (time.perf_counter() - w0)
+    nl, model = TIMED
+    n = r["n_atoms"]
+    r.update(cpu_per_wall=model["cpu_per_wall"], neighbor_list_cpu_per_wall=nl["cpu_per_wall"],
+             neighbor_list_cpu_us_per_atom=1e6 * nl["cpu_s"] / n, model_cpu_us_per_atom=1e6 * model["cpu_s"] / n,
+             total_cpu_us_per_atom=1e6 * (nl["cpu_s"] + model["cpu_s"]) / n)
     return {"dtype": dtype, **r}
 
 
@@ -516,6 +660,25 @@ def naive_inference(atoms, dtype, repeats):
 # report
 # --------------------------------------------------------------------------------------------
 
+def _cpu_per_wall_values(node):
+    """every cpu_per_wall-like number in a result tree (one per timed part)"""
+    if isinstance(node, dict):
+        for k, v in node.items():
+            if k.endswith("cpu_per_wall") and isinstance(v, (int, float)):
+                yield k, v
+            else:
+                yield from _cpu_per_wall_values(v)
+    elif isinstance(node, list):
+        for v in node:
+            yield from _cpu_per_wall_values(v)
+
+
+def one_core_summary(side, affinities):
+    values = [v for _, v in _cpu_per_wall_values(side)]
+    return {"thread_affinities": affinities, "timed_parts": len(values),
+            "cpu_per_wall_min": min(values) if values else None, "cpu_per_wall_max": max(values) if values else None}
+
+
 def ratio(a, b):
     return a / b if a and b else float("nan")
 
@@ -526,24 +689,38 @@ def markdown(res):
     L.append(f"gmnn {res['versions']['gmnn']} (torch {res['versions']['torch']}) vs "
              + (f"apax {a['versions']['apax']} (jax {a['versions']['jax']}, jaxlib {a['versions']['jaxlib']}, "
                 f"flax {a['versions']['flax']})" if a else "apax: NOT AVAILABLE")
-             + f"; one thread each on CPU {res['cpu']} of {res['machine']['cpu_model']} "
-             f"(load average {res['machine']['load_before'][0]:.2f} before, "
-             f"{res['machine']['load_after'][0]:.2f} after).")
+             + f"; one core each: CPU {res['cpu']} of {res['machine']['cpu_model']} "
+             + "(family {cpu family} model {model}".format(**{"cpu family": "?", "model": "?",
+                                                            **res["machine"].get("cpu_family_model", {})})
+             + (", AVX-512" if res["machine"].get("avx512f") else ", no AVX-512")
+             + f"; load average {res['machine']['load_before'][0]:.2f} before, "
+             f"{res['machine']['load_after'][0]:.2f} after, on {res['machine']['cores']} cores).")
+    oc = res.get("one_core", {})
+    if oc:
+        L.append("")
+        L.append("One core: " + "; ".join(
+            f"{side}: all threads on {', '.join(map(str, o['thread_affinities'] or []))}, CPU time / wall time of "
+            f"its {o['timed_parts']} timed parts {o['cpu_per_wall_min']:.2f}-{o['cpu_per_wall_max']:.2f}"
+            for side, o in oc.items() if o["timed_parts"])
+            + " (above 1 would mean more than one core; below 1, the core was shared with other jobs, which "
+              "the CPU-time ratios below discount).")
     L.append("")
     L.append("Training epoch on rMD17 ethanol (energy + force loss, batches of 32, optimizer step), "
              "best of the epochs after the first:")
     L.append("")
     if a:
         L.append("| dtype | structures | gmnn structures/s | apax structures/s | gmnn / apax "
-                 "| apax first epoch (JIT) s |")
-        L.append("|---|---:|---:|---:|---:|---:|")
+                 "| gmnn / apax (CPU time) | CPU/wall gmnn, apax | apax first epoch (JIT) s |")
+        L.append("|---|---:|---:|---:|---:|---:|---:|---:|")
         for gt in g["training"]:
             at = next((x for x in a["training"] if x["dtype"] == gt["dtype"]), None)
             if at is None:
                 continue
             L.append(f"| {gt['dtype']} | {gt['n_structures']} | {gt['structures_per_s']:.0f} "
                      f"| {at['structures_per_s']:.0f} "
-                     f"| {ratio(gt['structures_per_s'], at['structures_per_s']):.2f} | {at['first_epoch_s']:.1f} |")
+                     f"| {ratio(gt['structures_per_s'], at['structures_per_s']):.2f} "
+                     f"| {ratio(gt['structures_per_cpu_s'], at['structures_per_cpu_s']):.2f} "
+                     f"| {gt['cpu_per_wall']:.2f}, {at['cpu_per_wall']:.2f} | {at['first_epoch_s']:.1f} |")
     else:
         L.append("| dtype | structures | gmnn structures/s |")
         L.append("|---|---:|---:|")
@@ -556,15 +733,18 @@ def markdown(res):
     L.append("")
     if a:
         L.append("| system | atoms | dtype | gmnn NL | apax NL | gmnn model | apax model | gmnn / apax model "
-                 "| gmnn total | apax total | gmnn / apax total | apax compile s |")
-        L.append("|---|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+                 "| gmnn total | apax total | gmnn / apax total | gmnn / apax total (CPU time) "
+                 "| model CPU/wall gmnn, apax | apax compile s |")
+        L.append("|---|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
         for gt in g["training"]:
             at = next((x for x in a["training"] if x["dtype"] == gt["dtype"]), None)
             if at:
                 gu, au = gt["inference_us_per_atom"], at["inference_us_per_atom"]
                 L.append(f"| ethanol, batches of 32 | 9 | {gt['dtype']} | (cached) | (cached) | {gu:.1f} "
-                         f"| {au:.1f} | {ratio(gu, au):.2f} "
-                         f"| | | | {at['inference_compile_s']:.1f} |")
+                         f"| {au:.1f} | {ratio(gu, au):.2f} | | | "
+                         f"| {ratio(gt['inference_cpu_us_per_atom'], at['inference_cpu_us_per_atom']):.2f} (model) "
+                         f"| {gt['inference_cpu_per_wall']:.2f}, {at['inference_cpu_per_wall']:.2f} "
+                         f"| {at['inference_compile_s']:.1f} |")
         for gi in g["inference"]:
             ai = next((x for x in a["inference"] if x["dtype"] == gi["dtype"] and x["n_atoms"] == gi["n_atoms"]), None)
             if ai is None:
@@ -574,7 +754,8 @@ def markdown(res):
                      f"| {ai['model_us_per_atom']:.1f} "
                      f"| {ratio(gi['model_us_per_atom'], ai['model_us_per_atom']):.2f} | {gi['total_us_per_atom']:.1f} "
                      f"| {ai['total_us_per_atom']:.1f} | {ratio(gi['total_us_per_atom'], ai['total_us_per_atom']):.2f} "
-                     f"| {ai['compile_s']:.1f} |")
+                     f"| {ratio(gi['total_cpu_us_per_atom'], ai['total_cpu_us_per_atom']):.2f} "
+                     f"| {gi['cpu_per_wall']:.2f}, {ai['cpu_per_wall']:.2f} | {ai['compile_s']:.1f} |")
     else:
         L.append("| system | atoms | dtype | gmnn NL | gmnn model | naive baseline model | gmnn / naive |")
         L.append("|---|---:|---|---:|---:|---:|---:|")
@@ -585,9 +766,17 @@ def markdown(res):
                      f"| {gi['model_us_per_atom']:.1f} | {nm:.1f} | {ratio(gi['model_us_per_atom'], nm):.2f} |")
     L.append("")
     if a:
-        pk_t, pk_j = res["gmnn"]["peak_matmul_gflops"], a["peak_matmul_gflops"]
-        L.append("2048² matmul on the same thread: torch " + ", ".join(f"{d} {pk_t[d]:.0f}" for d in pk_t)
-                 + " GFLOP/s; XLA " + ", ".join(f"{d} {pk_j[d]:.0f}" for d in pk_j) + " GFLOP/s.")
+        pk_t, pk_j = res["gmnn"]["peak_matmul"], a["peak_matmul"]
+        fmt = lambda pk: ", ".join(f"{d} {v['gflops']:.0f} ({v['gflops_per_cpu_s']:.0f} per CPU second, "
+                                   f"CPU/wall {v['cpu_per_wall']:.2f})" for d, v in pk.items())
+        L.append("2048² matmul of random matrices on the same core, GFLOP/s: torch " + fmt(pk_t) + "; XLA "
+                 + fmt(pk_j) + ".")
+        ce = res.get("fma_ceilings")
+        if ce and "error" not in ce:
+            L.append(f"One-core FP32 FMA ceilings in the same run: AVX2 {ce['avx2_fma_gflops_per_cpu_s']:.0f}"
+                     + (f", AVX-512 {ce['avx512_fma_gflops_per_cpu_s']:.0f}" if "avx512_fma_gflops_per_cpu_s" in ce else "")
+                     + f" GFLOP/s per CPU second at about {ce['clock_ghz']:.2f} GHz. On AMD, MKL (torch) runs its "
+                     "AVX2 kernel, XLA's dot (YNNPACK) an AVX-512 one.")
         L.append("")
     eq = res.get("equivalence")
     if eq:
@@ -637,6 +826,7 @@ def main():
     import gmnn
     import train_throughput as tt
     from gmnn.data import read_structures
+    tt.best_of = recording_best_of        # every timed part also records its CPU time
 
     ethanol = read_structures(tt.DATA / "rmd17_ethanol_100.xyz", energy_unit="kcal/mol")
     n_train = BATCH if args.quick else 3 * BATCH          # full batches only (apax drops the rest)
@@ -651,7 +841,8 @@ def main():
                         "amsgrad / optax.amsgrad with apax's per-group chain)", "dtypes": dtypes,
                         "threads": {"torch.set_num_threads": 1, "OMP_NUM_THREADS": "1", "XLA_FLAGS": XLA_FLAGS,
                                     "cpu_affinity": [cpu]}},
-           "machine": {"cpu_model": _cpu_model(), "cores": os.cpu_count(), "platform": platform.platform(),
+           "machine": {"cpu_model": _cpu_model(), "cpu_family_model": _cpu_family_model(),
+                       "avx512f": "avx512f" in cpu_flags(), "cores": os.cpu_count(), "platform": platform.platform(),
                        "python": platform.python_version(), "load_before": load_before},
            "versions": {"gmnn": gmnn.__version__, "torch": torch.__version__, "numpy": np.__version__,
                         "gmnn_commit": _git_commit()},
@@ -704,7 +895,8 @@ def main():
         log("apax: training ...")
         apax_train = run_apax(py, {**task, "part": "training"}, workdir, log, timeout=600)
     log("gmnn: training ...")
-    res["gmnn"] = {"peak_matmul_gflops": {dt: tt.peak_matmul_gflops(getattr(torch, dt)) for dt in dtypes},
+    res["fma_ceilings"] = fma_ceilings()
+    res["gmnn"] = {"peak_matmul": {dt: torch_peak(getattr(torch, dt)) for dt in dtypes},
                    "training": [gmnn_training(ethanol, dt, args.repeats) for dt in dtypes], "inference": []}
     if py is not None:
         log("apax: inference ...")
@@ -738,6 +930,19 @@ def main():
                                           for t in res["gmnn"]["inference"] for u in apax["inference"]
                                           if t["dtype"] == u["dtype"] and t["n_atoms"] == u["n_atoms"]},
         }
+        # the same from the CPU time of one repeat: less sensitive to other jobs sharing the core
+        res["ratios_gmnn_over_apax_cpu_time"] = {
+            "training_structures_per_cpu_s": {t["dtype"]: ratio(t["structures_per_cpu_s"], u["structures_per_cpu_s"])
+                                              for t in res["gmnn"]["training"] for u in apax["training"] if t["dtype"] == u["dtype"]},
+            "ethanol_inference_cpu_us_per_atom": {t["dtype"]: ratio(t["inference_cpu_us_per_atom"], u["inference_cpu_us_per_atom"])
+                                                  for t in res["gmnn"]["training"] for u in apax["training"] if t["dtype"] == u["dtype"]},
+            "diamond_model_cpu_us_per_atom": {f"{t['n_atoms']} {t['dtype']}": ratio(t["model_cpu_us_per_atom"], u["model_cpu_us_per_atom"])
+                                              for t in res["gmnn"]["inference"] for u in apax["inference"]
+                                              if t["dtype"] == u["dtype"] and t["n_atoms"] == u["n_atoms"]},
+            "diamond_total_cpu_us_per_atom": {f"{t['n_atoms']} {t['dtype']}": ratio(t["total_cpu_us_per_atom"], u["total_cpu_us_per_atom"])
+                                              for t in res["gmnn"]["inference"] for u in apax["inference"]
+                                              if t["dtype"] == u["dtype"] and t["n_atoms"] == u["n_atoms"]},
+        }
     else:
         res["naive"] = []
         for n in args.sizes:
@@ -747,6 +952,9 @@ def main():
                 except Exception as e:  # the baseline is a fallback; report, do not fail
                     res["notes"].append(f"naive baseline failed for {n} atoms {dt}: {e}")
     res["machine"]["load_after"] = os.getloadavg()
+    res["one_core"] = {"gmnn": one_core_summary(res["gmnn"], thread_affinities())}
+    if apax is not None:
+        res["one_core"]["apax"] = one_core_summary(apax, apax.get("thread_affinities_at_end"))
     res["wall_s"] = time.perf_counter() - t_start
     text = markdown(res)
     print("\n" + text)
@@ -765,6 +973,21 @@ def _cpu_model():
     except OSError:
         pass
     return platform.processor() or platform.machine()
+
+
+def _cpu_family_model():
+    info = {}
+    try:
+        for line in open("/proc/cpuinfo"):
+            k, _, v = line.partition(":")
+            k = k.strip()
+            if k in ("vendor_id", "cpu family", "model", "stepping") and k not in info:
+                info[k] = v.strip()
+            if line.strip() == "":
+                break
+    except OSError:
+        pass
+    return info
 
 
 def _git_commit():
