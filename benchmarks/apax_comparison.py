@@ -683,6 +683,19 @@ def ratio(a, b):
     return a / b if a and b else float("nan")
 
 
+def ratios_over_apax(gmnn, apax, fields):
+    """{output name: {row label: gmnn / apax}} for fields = {output name: (section, field)}; rows
+    pair by dtype (training) or by atoms and dtype (inference), as the labels say."""
+    def label(section, row):
+        return f"{row['n_atoms']} {row['dtype']}" if section == "inference" else row["dtype"]
+    out = {}
+    for name, (section, field) in fields.items():
+        theirs = {label(section, u): u for u in apax[section]}
+        out[name] = {label(section, t): ratio(t[field], theirs[label(section, t)][field])
+                     for t in gmnn[section] if label(section, t) in theirs}
+    return out
+
+
 def markdown(res):
     L = []
     g, a = res["gmnn"], res.get("apax")
@@ -918,31 +931,17 @@ def main():
         res["apax_status"] = "ok"
         res["apax"] = apax
         res["equivalence"] = apax.pop("equivalence", None)
-        res["ratios_gmnn_over_apax"] = {
-            "training_structures_per_s": {t["dtype"]: ratio(t["structures_per_s"], u["structures_per_s"])
-                                          for t in res["gmnn"]["training"] for u in apax["training"] if t["dtype"] == u["dtype"]},
-            "ethanol_inference_us_per_atom": {t["dtype"]: ratio(t["inference_us_per_atom"], u["inference_us_per_atom"])
-                                              for t in res["gmnn"]["training"] for u in apax["training"] if t["dtype"] == u["dtype"]},
-            "diamond_model_us_per_atom": {f"{t['n_atoms']} {t['dtype']}": ratio(t["model_us_per_atom"], u["model_us_per_atom"])
-                                          for t in res["gmnn"]["inference"] for u in apax["inference"]
-                                          if t["dtype"] == u["dtype"] and t["n_atoms"] == u["n_atoms"]},
-            "diamond_total_us_per_atom": {f"{t['n_atoms']} {t['dtype']}": ratio(t["total_us_per_atom"], u["total_us_per_atom"])
-                                          for t in res["gmnn"]["inference"] for u in apax["inference"]
-                                          if t["dtype"] == u["dtype"] and t["n_atoms"] == u["n_atoms"]},
-        }
+        res["ratios_gmnn_over_apax"] = ratios_over_apax(res["gmnn"], apax, {
+            "training_structures_per_s": ("training", "structures_per_s"),
+            "ethanol_inference_us_per_atom": ("training", "inference_us_per_atom"),
+            "diamond_model_us_per_atom": ("inference", "model_us_per_atom"),
+            "diamond_total_us_per_atom": ("inference", "total_us_per_atom")})
         # the same from the CPU time of one repeat: less sensitive to other jobs sharing the core
-        res["ratios_gmnn_over_apax_cpu_time"] = {
-            "training_structures_per_cpu_s": {t["dtype"]: ratio(t["structures_per_cpu_s"], u["structures_per_cpu_s"])
-                                              for t in res["gmnn"]["training"] for u in apax["training"] if t["dtype"] == u["dtype"]},
-            "ethanol_inference_cpu_us_per_atom": {t["dtype"]: ratio(t["inference_cpu_us_per_atom"], u["inference_cpu_us_per_atom"])
-                                                  for t in res["gmnn"]["training"] for u in apax["training"] if t["dtype"] == u["dtype"]},
-            "diamond_model_cpu_us_per_atom": {f"{t['n_atoms']} {t['dtype']}": ratio(t["model_cpu_us_per_atom"], u["model_cpu_us_per_atom"])
-                                              for t in res["gmnn"]["inference"] for u in apax["inference"]
-                                              if t["dtype"] == u["dtype"] and t["n_atoms"] == u["n_atoms"]},
-            "diamond_total_cpu_us_per_atom": {f"{t['n_atoms']} {t['dtype']}": ratio(t["total_cpu_us_per_atom"], u["total_cpu_us_per_atom"])
-                                              for t in res["gmnn"]["inference"] for u in apax["inference"]
-                                              if t["dtype"] == u["dtype"] and t["n_atoms"] == u["n_atoms"]},
-        }
+        res["ratios_gmnn_over_apax_cpu_time"] = ratios_over_apax(res["gmnn"], apax, {
+            "training_structures_per_cpu_s": ("training", "structures_per_cpu_s"),
+            "ethanol_inference_cpu_us_per_atom": ("training", "inference_cpu_us_per_atom"),
+            "diamond_model_cpu_us_per_atom": ("inference", "model_cpu_us_per_atom"),
+            "diamond_total_cpu_us_per_atom": ("inference", "total_cpu_us_per_atom")})
     else:
         res["naive"] = []
         for n in args.sizes:
