@@ -197,11 +197,22 @@ def test_kill_9_leaves_a_stale_lock_and_temporary_that_the_next_run_cleans(run_c
     assert not (run_copy / LOCK).exists()
 
 
+@pytest.fixture
+def ctrl_c_raises():
+    """SIGINT raises KeyboardInterrupt, as in a terminal. A background job of a shell script
+    (`make test &`, some CI runners) inherits SIGINT ignored and Python keeps it ignored (so does
+    gmnn-train, by convention): without this the Ctrl-C case depended on how pytest was started."""
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    yield
+    signal.signal(signal.SIGINT, previous)
+
+
 @pytest.mark.parametrize("signum, at_epoch, code, says", [
     (signal.SIGTERM, 2, 143, "last.ckpt holds epoch 1"),   # while epoch 2's checkpoints are written
     (signal.SIGINT, 1, 130, "no epoch was saved"),         # before the first epoch was saved
 ])
-def test_interruption_exit_status_and_the_epoch_it_names(tmp_path, monkeypatch, capsys, signum, at_epoch, code, says):
+def test_interruption_exit_status_and_the_epoch_it_names(tmp_path, monkeypatch, capsys, ctrl_c_raises, signum,
+                                                         at_epoch, code, says):
     """The signal arrives as the first checkpoint of epoch `at_epoch` is about to be written, i.e.
     after the epoch counter moved on but before last.ckpt holds it."""
     import gmnn.training as training
