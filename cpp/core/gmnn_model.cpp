@@ -97,6 +97,9 @@ struct Model::Impl {
   torch::jit::Module module;
   torch::Device device{torch::kCPU};
   torch::Dtype dtype = torch::kFloat64;
+  // the module's forward_gradients / forward_uncertainty_gradients (python/gmnn/fused.py), when
+  // the file has them (exported by gmnn >= 0.x with the fused path; older files: autograd)
+  bool has_fused = false, has_fused_uncertainty = false;
 };
 
 bool cuda_available() { return torch::cuda::is_available() && torch::cuda::device_count() > 0; }
@@ -261,8 +264,14 @@ Model::Model(const std::string &path, const std::string &device, int local_rank)
     }
   }
 
+  impl_->has_fused = impl_->module.find_method("forward_gradients").has_value();
+  impl_->has_fused_uncertainty = impl_->module.find_method("forward_uncertainty_gradients").has_value();
+  // GMNN_FUSED=0: autograd even when the file has the fused methods (benchmarks, debugging)
+  if (const char *env = std::getenv("GMNN_FUSED")) use_fused_ = std::string(env) != "0";
   impl_->module.eval();
 }
+
+bool Model::has_fused_gradients() const { return impl_->has_fused; }
 
 void Model::require_uncertainty() const {
   if (has_uncertainty_) return;
@@ -352,7 +361,9 @@ void Model::evaluate_pass(const double *edge_vectors, const int64_t *centers,
                           const int64_t *neighbors, int64_t n_edges, const int64_t *species,
                           int64_t n_atoms, int64_t n_centers, bool need_gradients,
                           bool with_uncertainty, EvalResult &out) {
-  torch::AutoGradMode grad_mode(need_gradients);
+  const bool fused = need_gradients && use_fused_ && n_edges > 0 &&
+                     (with_uncertainty ? impl_->has_fused_uncertainty : impl_->has_fused);
+  torch::AutoGradMode grad_mode(need_gradients && !fused);
   const auto f64 = torch::TensorOptions().dtype(torch::kFloat64);
   const auto i64 = torch::TensorOptions().dtype(torch::kInt64);
   const auto &dev = impl_->device;
@@ -364,7 +375,7 @@ void Model::evaluate_pass(const double *edge_vectors, const int64_t *centers,
     vec = vec.to(dev, impl_->dtype);
   else
     vec = vec.detach();  // a leaf that does not alias autograd history
-  if (need_gradients) vec.requires_grad_(true);
+  if (need_gradients && !fused) vec.requires_grad_(true);
   torch::Tensor c = torch::from_blob(const_cast<int64_t *>(centers), {n_edges}, i64);
   torch::Tensor nb = torch::from_blob(const_cast<int64_t *>(neighbors), {n_edges}, i64);
   torch::Tensor sp = torch::from_blob(const_cast<int64_t *>(species), {n_atoms}, i64);
@@ -379,10 +390,18 @@ void Model::evaluate_pass(const double *edge_vectors, const int64_t *centers,
     return std::chrono::duration<double>(Clock::now() - t0).count();
   };
   std::vector<torch::jit::IValue> inputs{vec, c, nb, sp, n_centers};
-  torch::Tensor energies, sigma;
+  torch::Tensor energies, sigma, grad;
   auto t0 = Clock::now();
   try {
-    if (with_uncertainty) {
+    if (fused) {
+      // energies (sigma_F, phi) and dE/d(edge_vectors) in one call, no autograd graph
+      auto outputs = impl_->module.get_method(with_uncertainty ? "forward_uncertainty_gradients"
+                                                               : "forward_gradients")(inputs).toTuple();
+      const auto &items = outputs->elements();
+      energies = items.at(0).toTensor();
+      if (with_uncertainty) sigma = items.at(1).toTensor();
+      grad = items.back().toTensor();
+    } else if (with_uncertainty) {
       // (atomic energies, sigma_F, last-layer features); the features are for Python only
       auto outputs = impl_->module.get_method("forward_uncertainty")(inputs).toTuple();
       energies = outputs->elements().at(0).toTensor();
@@ -392,7 +411,8 @@ void Model::evaluate_pass(const double *edge_vectors, const int64_t *centers,
     }
   } catch (const std::exception &e) {
     throw std::runtime_error("gmnn model '" + path_ + "' failed in " +
-                             (with_uncertainty ? "forward_uncertainty: " : "forward: ") +
+                             (fused ? (with_uncertainty ? "forward_uncertainty_gradients: " : "forward_gradients: ")
+                                    : (with_uncertainty ? "forward_uncertainty: " : "forward: ")) +
                              first_line(e.what()));
   }
   out.forward_seconds = seconds_since(t0);
@@ -420,8 +440,16 @@ void Model::evaluate_pass(const double *edge_vectors, const int64_t *centers,
   out.energy = total;
 
   out.edge_gradients.assign(3 * static_cast<size_t>(n_edges), 0.0);
+  if (fused) {
+    if (grad.dim() != 2 || grad.size(0) != n_edges || grad.size(1) != 3)
+      throw std::runtime_error("gmnn model '" + path_ + "' returned edge gradients of shape " +
+                               c10::str(grad.sizes()) + ", expected [" + std::to_string(n_edges) + ", 3]");
+    grad = grad.to(torch::kCPU, torch::kFloat64).contiguous();
+    std::memcpy(out.edge_gradients.data(), grad.data_ptr<double>(),
+                sizeof(double) * 3 * static_cast<size_t>(n_edges));
+    return;
+  }
   if (!need_gradients || n_edges == 0 || !energies.requires_grad()) return;
-  torch::Tensor grad;
   t0 = Clock::now();
   try {
     auto grads = torch::autograd::grad({energies.sum()}, {vec}, /*grad_outputs=*/{},

@@ -38,7 +38,8 @@ struct EvalResult {
   std::vector<double> atomic_uncertainty;
   // wall time of the module's forward and of the backward pass, seconds, summed over the passes
   // (pair_style gmnn's GMNN_PROFILE; on CUDA the forward is asynchronous and partly counted in
-  // the copy of the energies that follows it)
+  // the copy of the energies that follows it). The fused path (Model::uses_fused_gradients)
+  // counts its one call, forward and analytic backward, as forward.
   double forward_seconds = 0.0, backward_seconds = 0.0;
 };
 
@@ -88,6 +89,14 @@ class Model {
   void evaluate_block(const EdgeBlock &block, bool need_gradients, EvalResult &out,
                       bool with_uncertainty = false);
 
+  // Whether the file has forward_gradients (and forward_uncertainty_gradients), the energies
+  // and their edge gradients in one call without autograd (docs/model_file.md, python/gmnn/
+  // fused.py). evaluate uses them for need_gradients unless set_use_fused(false) or the
+  // environment variable GMNN_FUSED=0; files exported before them take the autograd path.
+  bool has_fused_gradients() const;
+  bool uses_fused_gradients() const { return use_fused_ && has_fused_gradients(); }
+  void set_use_fused(bool on) { use_fused_ = on; }
+
   // Evaluate at most n atoms (centres) per forward/backward pass (0: all at once). Bounds the
   // peak memory, which otherwise grows with the number of atoms; results do not change.
   void set_atoms_per_pass(int64_t n) { atoms_per_pass_ = n > 0 ? n : 0; }
@@ -109,6 +118,7 @@ class Model {
   bool has_uncertainty_ = false;
   std::string uncertainty_meta_;  // gmnn/uncertainty as read ("" before format 3)
   int64_t atoms_per_pass_ = kDefaultAtomsPerPass;
+  bool use_fused_ = true;
 };
 
 // Sets torch's intra-op thread count: OMP_NUM_THREADS when set to a positive integer, else

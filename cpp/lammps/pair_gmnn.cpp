@@ -260,10 +260,11 @@ void PairGMNN::load_model(const std::string &path)
     for (int z : model_->atomic_numbers()) elems += " " + gmnn::chemical_symbol(z);
     utils::logmesg(lmp,
                    "pair gmnn: model {} (format {}, gmnn {}), cutoff {} A, dtype {}, device {}, "
-                   "elements:{}, atoms per pass {}, {}\n",
+                   "elements:{}, atoms per pass {}, {}, forces by {}\n",
                    path, model_->format_version(), model_->gmnn_version(), cutoff_, model_->dtype(),
                    model_->device(), elems, atoms_per_pass_ > 0 ? std::to_string(atoms_per_pass_) : "all",
-                   model_->has_uncertainty() ? "calibrated uncertainty" : "no uncertainty");
+                   model_->has_uncertainty() ? "calibrated uncertainty" : "no uncertainty",
+                   model_->uses_fused_gradients() ? "forward_gradients" : "autograd");
   }
 }
 

@@ -151,6 +151,13 @@ PYBIND11_MODULE(_native, m) {
       .def_property_readonly("format_version", &gmnn::Model::format_version)
       .def_property_readonly("has_uncertainty", &gmnn::Model::has_uncertainty,
                              "Whether the file has a calibrated per-atom uncertainty (format 3).")
+      .def_property_readonly("has_fused_gradients", &gmnn::Model::has_fused_gradients,
+                             "Whether the file has forward_gradients (energies and edge gradients "
+                             "without autograd; docs/model_file.md).")
+      .def_property(
+          "use_fused", &gmnn::Model::uses_fused_gradients, &gmnn::Model::set_use_fused,
+          "Whether forces come from the file's forward_gradients (when it has them; default, "
+          "unless GMNN_FUSED=0) or from autograd over forward.")
       .def_property("atoms_per_pass", &gmnn::Model::atoms_per_pass,
                     &gmnn::Model::set_atoms_per_pass,
                     "Atoms per forward/backward pass (0: all at once; default 2048, as "

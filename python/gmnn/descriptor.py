@@ -5,11 +5,12 @@ once (s <= t, or s <= t <= u). With S radial channels the count is
 S + 3 S(S+1)/2 + S(S+1)(S+2)/6 + 2 S^2(S+1)/2 + S^3, i.e. 360 features for S = 5.
 """
 import itertools
-from typing import List
+from typing import List, Tuple
 
 import torch
 from torch import nn
 
+from . import fused
 from .moments import expansion_index, gaussian_moments, split_moments
 from .radial import RadialFunctions
 
@@ -50,6 +51,12 @@ class GaussianMomentDescriptor(nn.Module):
         self.register_buffer("pairs_sym", index(2, 2), persistent=False)           # s <= t
         self.register_buffer("triples_sym", index(3, 3), persistent=False)         # s <= t <= u
         self.register_buffer("triples_pair_sym", index(3, 2), persistent=False)    # s <= t, any u
+        # the fused path (fused.py: forward_with_context, edge_gradients)
+        plan = fused.contraction_plan(s)
+        self.register_buffer("fused_features", plan["features"], persistent=False)
+        self.register_buffer("pair_expand", plan["pair_expand"], persistent=False)
+        self.register_buffer("sym3_expand", plan["sym3_expand"], persistent=False)
+        self.register_buffer("sym2_expand", plan["sym2_expand"], persistent=False)
 
     def forward(self, edge_vectors: torch.Tensor, centers: torch.Tensor, neighbors: torch.Tensor,
                 species: torch.Tensor, n_centers: int) -> torch.Tensor:
@@ -78,3 +85,41 @@ class GaussianMomentDescriptor(nn.Module):
         features.append(c7.reshape(n, s * s * s)[:, self.triples_pair_sym])
         features.append(c8.reshape(n, s * s * s))
         return torch.cat(features, dim=1)
+
+    # ---- the fused path (fused.py): features with what the analytic gradient needs ----------
+    @torch.jit.export
+    def forward_with_context(self, edge_vectors: torch.Tensor, centers: torch.Tensor, neighbors: torch.Tensor,
+                             species: torch.Tensor, n_centers: int) -> Tuple[torch.Tensor, List[torch.Tensor]]:
+        """forward's features (to rounding) and the context `edge_gradients` takes: the
+        geometry and radial functions in slots per centre, components first, and the
+        contractions' intermediates."""
+        flat, m = fused.slot_layout(centers, n_centers)
+        n_el = self.radial.n_elements
+        # empty slots: a vector of length 2 r_c, beyond the cutoff (R = dR/dr = 0 there)
+        vectors = edge_vectors.new_zeros((3, n_centers * m))
+        vectors[0] = 2.0 * self.r_cutoff
+        vectors = vectors.index_copy(1, flat, edge_vectors.t())
+        pair = centers.new_zeros(n_centers * m)
+        if n_el > 1:
+            pair = pair.index_copy(0, flat, species[centers] * n_el + species[neighbors])
+        r = torch.sqrt(vectors[0] * vectors[0] + vectors[1] * vectors[1] + vectors[2] * vectors[2])
+        inv_r = 1.0 / r
+        unit = vectors * inv_r
+        radial = self.radial.values_and_slopes(r.reshape(n_centers, m), pair.reshape(n_centers, m))
+        angular = fused.angular_rows(unit)
+        unique = torch.bmm(radial[:, :, 0].permute(1, 0, 2), angular.reshape(20, n_centers, m).permute(1, 2, 0))
+        moments = unique.index_select(2, self.expand)
+        parts = fused.contraction_intermediates(moments)
+        features = fused.contract_full(moments, parts, self.fused_features)
+        return features, [radial, angular.reshape(20, n_centers, m), unit.reshape(3, n_centers, m),
+                          inv_r.reshape(n_centers, m), flat] + parts
+
+    @torch.jit.export
+    def edge_gradients(self, grad_features: torch.Tensor, context: List[torch.Tensor]) -> torch.Tensor:
+        """dE/d(edge_vectors) (E, 3) from dE/dG (n_centers, n_features) and forward_with_context's context."""
+        grad_moments = fused.contraction_backward(grad_features, context[5:], self.pair_expand, self.sym3_expand,
+                                                  self.sym2_expand)
+        n, s = grad_moments.shape[0], grad_moments.shape[1]
+        grad_unique = torch.zeros((n, s, 20), dtype=grad_moments.dtype, device=grad_moments.device)
+        grad_unique = grad_unique.index_add(2, self.expand, grad_moments)
+        return fused.edge_gradients(grad_unique, context[0], context[1], context[2], context[3], context[4])

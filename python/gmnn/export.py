@@ -11,8 +11,8 @@ from . import __version__
 from .loading import load
 from .model import DTYPES, GMNN
 from .pretrained import resolve_model_source
-from .model_file import (FORMAT_VERSION, UNCERTAINTY_METHODS, ModelFileError, content_checksum, is_model_file,
-                         is_torch_archive)
+from .model_file import (FORMAT_VERSION, FUSED_METHODS, UNCERTAINTY_METHODS, ModelFileError, content_checksum,
+                         is_model_file, is_torch_archive)
 
 
 def export_model(model, path, dtype: Optional[str] = None, force: bool = False) -> Path:
@@ -38,7 +38,7 @@ def export_model(model, path, dtype: Optional[str] = None, force: bool = False) 
     model = copy.deepcopy(model).to(DTYPES[dtype]).eval()
     for p in model.parameters():
         p.requires_grad_(False)
-    scripted = torch.jit.freeze(torch.jit.script(model), preserved_attrs=list(UNCERTAINTY_METHODS))
+    scripted = torch.jit.freeze(torch.jit.script(model), preserved_attrs=list(UNCERTAINTY_METHODS + FUSED_METHODS))
     meta = {
         "format_version": str(FORMAT_VERSION),
         "gmnn_version": __version__,

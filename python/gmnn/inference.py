@@ -4,7 +4,9 @@ docs/model_file.md), in blocks of atoms if asked, sums the energies of each stru
 float64, and turns the energy gradient w.r.t. the edge vectors into forces and virials with
 `forces_and_virials`, the one place in Python that does (in C++: gmnn::tally_edge_gradients).
 Training (create_graph=True for force training), evaluation, the energy-shift fit and the ASE
-calculator all call `predict`."""
+calculator all call `predict`. The energy gradient comes from autograd over forward or, where
+nothing differentiates it again, from the model's forward_gradients (fused.py: the same numbers
+without an autograd graph)."""
 from typing import Dict, Iterator, Optional, Tuple
 
 import torch
@@ -33,7 +35,7 @@ def forces_and_virials(grad: torch.Tensor, edge_vectors: torch.Tensor, centers: 
 
 def predict(model, batch, forces: bool = True, stress: bool = False, create_graph: bool = False,
             atoms_per_pass: Optional[int] = None, force_dtype: Optional[torch.dtype] = None,
-            uncertainty: bool = False) -> Dict[str, torch.Tensor]:
+            uncertainty: bool = False, fused: Optional[bool] = None) -> Dict[str, torch.Tensor]:
     """`energy` per structure and `atomic_energies` (float64), `forces` (summed in `force_dtype`,
     default the model dtype, which force training differentiates again) and, if
     asked, `stress` (float64, (B, 3, 3): the symmetric dE/d(strain) over the volume) of a
@@ -44,25 +46,37 @@ def predict(model, batch, forces: bool = True, stress: bool = False, create_grap
     pass. Blocks need the edges sorted by centre, as neighbor_list and collate give them.
     `uncertainty` (a calibrated model, uncertainty.py) adds `energy_uncertainty` per structure,
     `forces_uncertainty` per atom and the last-layer features behind them, `atomic_features`
-    and `structure_features` (float64)."""
+    and `structure_features` (float64).
+    `fused`: the energy gradient from the model's forward_gradients (fused.py; nothing can then be
+    differentiated again) instead of autograd over forward; None: whenever the model has it
+    (models, and model files exported since fused.py) and `create_graph` is False."""
     n = batch.species.shape[0]
     gradients = forces or stress
+    fused_call = _fused_method(model, uncertainty) if gradients and not create_graph and fused is not False else None
+    if fused and fused_call is None:
+        raise ValueError("fused=True needs forces or stress, no create_graph, and a model with forward_gradients "
+                         "(model files exported before fused.py have none)")
+    call = fused_call if fused_call is not None else model.forward_uncertainty if uncertainty else model
     edge_structure = batch.atom_structure[batch.centers] if stress else None
     atomic_parts, force_sum, strain = [], None, None
     sigma_parts, phi_parts = [], []
     for first, last, start, stop in atom_blocks(batch.centers, n, atoms_per_pass):
         vectors = batch.edge_vectors[start:stop].to(model.dtype)
-        if gradients:
+        if gradients and fused_call is None:
             vectors = vectors.detach().requires_grad_(True)
         centers, neighbors = batch.centers[start:stop], batch.neighbors[start:stop]
-        atomic = _forward_block(model, vectors, centers, neighbors, batch.species, first, last, uncertainty)
+        atomic = _forward_block(call, vectors, centers, neighbors, batch.species, first, last)
+        if fused_call is not None:  # (energies, [sigma_F, phi,] edge gradients)
+            grad = atomic[-1]
+            atomic = tuple(atomic[:-1]) if uncertainty else atomic[0]
         if uncertainty:
             atomic, sigma, phi = atomic
             sigma_parts.append(sigma)
             phi_parts.append(phi)
         atomic_parts.append(atomic)
         if gradients:
-            (grad,) = torch.autograd.grad(atomic.sum(), vectors, create_graph=create_graph)
+            if fused_call is None:
+                (grad,) = torch.autograd.grad(atomic.sum(), vectors, create_graph=create_graph)
             f, s = forces_and_virials(grad, vectors, centers, neighbors, n,
                                       None if edge_structure is None else edge_structure[start:stop],
                                       batch.n_structures, virials=stress, force_dtype=force_dtype)
@@ -111,12 +125,20 @@ def atom_blocks(centers: torch.Tensor, n_atoms: int,
         yield first, min(first + atoms_per_pass, n_atoms), start, stop
 
 
-def _forward_block(model, vectors, centers, neighbors, species, first: int, last: int, uncertainty: bool = False):
-    """Atomic energies of atoms first..last-1 from their edges (with `uncertainty`: what
-    forward_uncertainty returns). The model takes centres as atoms 0..m-1 followed by the other
+def _fused_method(model, uncertainty: bool):
+    """The model's forward_gradients (forward_uncertainty_gradients with `uncertainty`): a GMNN's,
+    or a model file's TorchScript module's when it has one; else None."""
+    if uncertainty and not getattr(model, "has_uncertainty", False):
+        return None  # forward_uncertainty says why, as before
+    module = getattr(model, "module", model)  # loading.ExportedModel: the file's module
+    return getattr(module, "forward_uncertainty_gradients" if uncertainty else "forward_gradients", None)
+
+
+def _forward_block(call, vectors, centers, neighbors, species, first: int, last: int):
+    """What `call` (forward, forward_uncertainty or their fused variants) returns for atoms
+    first..last-1 from their edges. The model takes centres as atoms 0..m-1 followed by the other
     atoms their edges reach (as LAMMPS ghosts): those are renumbered after the block."""
     n = species.shape[0]
-    call = model.forward_uncertainty if uncertainty else model
     if first == 0 and last == n:
         return call(vectors, centers, neighbors, species, n)
     m = last - first

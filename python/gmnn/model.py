@@ -98,6 +98,27 @@ class AtomicNetwork(nn.Module):
                 x = layer(x)
         return x
 
+    @torch.jit.export
+    def forward_and_input_gradient(self, x: torch.Tensor, weights: torch.Tensor
+                                   ) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """forward(x) (N,), d(sum_i weights_i forward(x)_i)/dx (N, in) without autograd, and
+        hidden(x) (fused.py)."""
+        jacobians: List[torch.Tensor] = []
+        elementwise: List[bool] = []
+        hidden = x
+        for layer in self.layers:
+            hidden = x
+            x, jacobian = layer.forward_and_jacobian(x)
+            jacobians.append(jacobian)
+            elementwise.append(layer.elementwise)
+        grad = weights.unsqueeze(-1)
+        for k in range(len(jacobians) - 1, -1, -1):
+            if elementwise[k]:  # an activation's slope (N, width)
+                grad = grad * jacobians[k]
+            else:  # a linear layer's weight (out, in)
+                grad = grad @ jacobians[k]
+        return x.squeeze(-1), grad, hidden
+
     def linear_layers(self) -> List[NTKLinear]:
         return [m for m in self.layers if isinstance(m, NTKLinear)]
 
@@ -162,11 +183,49 @@ class GMNN(nn.Module):
         hidden = self.network.hidden(features)
         last = self.network.layers[-1]
         energies = scale * last(hidden).squeeze(-1)
-        bias = torch.full_like(scale, last.bias_factor)
-        phi = (scale.unsqueeze(-1) * torch.cat([hidden * last.weight_factor, bias.unsqueeze(-1)], dim=-1)).detach()
-        phi = phi.to(torch.float64)
+        phi = self._last_layer_features(hidden, scale)
         force_sigma = self.uncertainty.force_sigma(phi)
         return energies.to(torch.float64) + self.scale_shift.shift[center_species], force_sigma, phi
+
+    def _last_layer_features(self, hidden: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
+        """phi (n_centers, d) float64 from the last layer's input and the per-atom scale."""
+        last = self.network.layers[-1]
+        bias = torch.full_like(scale, last.bias_factor)
+        phi = (scale.unsqueeze(-1) * torch.cat([hidden * last.weight_factor, bias.unsqueeze(-1)], dim=-1)).detach()
+        return phi.to(torch.float64)
+
+    # ---- the fused path: energies and their edge gradients without autograd (fused.py) -----
+    @torch.jit.export
+    def forward_gradients(self, edge_vectors: torch.Tensor, centers: torch.Tensor, neighbors: torch.Tensor,
+                          species: torch.Tensor, n_centers: int) -> Tuple[torch.Tensor, torch.Tensor]:
+        """forward's atomic energies (float64) and g = d(sum of them)/d(edge_vectors) (E, 3) in
+        the model dtype, by the analytic backward of fused.py instead of autograd; inference only
+        (nothing here can be differentiated again). docs/model_file.md."""
+        energies, grad, hidden, scale = self._fused(edge_vectors, centers, neighbors, species, n_centers)
+        return energies, grad
+
+    @torch.jit.export
+    def forward_uncertainty_gradients(self, edge_vectors: torch.Tensor, centers: torch.Tensor,
+                                      neighbors: torch.Tensor, species: torch.Tensor, n_centers: int
+                                      ) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+        """forward_uncertainty's (energies, sigma_F, phi) and forward_gradients' edge gradients."""
+        energies, grad, hidden, scale = self._fused(edge_vectors, centers, neighbors, species, n_centers)
+        phi = self._last_layer_features(hidden, scale)
+        return energies, self.uncertainty.force_sigma(phi), phi, grad
+
+    def _fused(self, edge_vectors: torch.Tensor, centers: torch.Tensor, neighbors: torch.Tensor,
+               species: torch.Tensor, n_centers: int
+               ) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(atomic energies, edge gradients, last layer's input, per-atom scale)."""
+        with torch.no_grad():
+            features, context = self.descriptor.forward_with_context(edge_vectors, centers, neighbors, species,
+                                                                     n_centers)
+            center_species = species[:n_centers]
+            scale = self.scale_shift.scale[center_species]
+            out, grad_features, hidden = self.network.forward_and_input_gradient(features, scale)
+            grad = self.descriptor.edge_gradients(grad_features, context)
+            energies = (scale * out).to(torch.float64) + self.scale_shift.shift[center_species]
+        return energies, grad, hidden, scale
 
     @torch.jit.export
     def energy_uncertainty(self, structure_features: torch.Tensor) -> torch.Tensor:

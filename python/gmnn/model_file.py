@@ -13,6 +13,9 @@ META_KEYS = ("format_version", "gmnn_version", "cutoff", "atomic_numbers", "dtyp
              "checksum")
 # the TorchScript methods besides forward that a format-3 file keeps
 UNCERTAINTY_METHODS = ("forward_uncertainty", "energy_uncertainty")
+# and, in files exported since fused.py, the energies with their edge gradients without autograd;
+# optional (readers fall back to autograd over forward without them), so no new format version
+FUSED_METHODS = ("forward_gradients", "forward_uncertainty_gradients")
 
 
 class ModelFileError(RuntimeError):

@@ -5,6 +5,7 @@ enter as 0.1 * b. Every parameter is O(1) whatever the width, so one learning ra
 all layers, which is what makes layer-wise learning rates in fine-tuning meaningful.
 """
 import math
+from typing import Tuple
 
 import torch
 from torch import nn
@@ -23,15 +24,29 @@ class NTKLinear(nn.Module):
         self.bias = nn.Parameter(torch.zeros(out_features))
         self.weight_factor = 1.0 / math.sqrt(in_features)
         self.bias_factor = BIAS_SCALE
+        self.elementwise = False  # forward_and_jacobian gives a weight matrix
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return F.linear(x, self.weight * self.weight_factor, self.bias * self.bias_factor)
+
+    @torch.jit.export
+    def forward_and_jacobian(self, x: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
+        """(forward(x), W_eff (out, in)): the input gradient is grad_out @ W_eff (fused.py)."""
+        weight = self.weight * self.weight_factor
+        return F.linear(x, weight, self.bias * self.bias_factor), weight
 
 
 class ScaledSiLU(nn.Module):
     def __init__(self):
         super().__init__()
         self.scale = SILU_SCALE
+        self.elementwise = True  # forward_and_jacobian gives an element-wise slope
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return F.silu(x) * self.scale
+
+    @torch.jit.export
+    def forward_and_jacobian(self, x: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
+        """(forward(x), its element-wise slope): the input gradient is grad_out * slope."""
+        sigmoid = torch.sigmoid(x)
+        return F.silu(x) * self.scale, self.scale * sigmoid * (1.0 + x * (1.0 - sigmoid))

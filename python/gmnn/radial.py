@@ -7,6 +7,7 @@ cosine cutoff, beta are trainable coefficients that depend on the ordered elemen
 edge. beta is what makes GM-NN multi-element without a network per pair.
 """
 import math
+from typing import Tuple
 
 import torch
 from torch import nn
@@ -68,3 +69,26 @@ class RadialFunctions(nn.Module):
         all_pairs = (phi @ coeffs.t()).reshape(-1, n_pairs, self.n_radial)
         pair = (species_i * self.n_elements + species_j).reshape(-1, 1, 1).expand(-1, 1, self.n_radial)
         return torch.gather(all_pairs, 1, pair).squeeze(1)
+
+    @torch.jit.export
+    def values_and_slopes(self, r: torch.Tensor, pair: torch.Tensor) -> torch.Tensor:
+        """R_s(r) and dR_s/dr as (S, B, 2, M) for distances r (B, M) whose ordered element pair
+        is `pair` = species_i * n_elements + species_j (B, M): forward's values (to rounding)
+        with the analytic slope, components first (fused.py)."""
+        n_basis = self.n_basis
+        d = r.unsqueeze(0) - self.basis.centers.to(r.dtype).reshape(n_basis, 1, 1)
+        g = (self.basis.norm / math.sqrt(n_basis)) * torch.exp(-self.basis.width * d * d)
+        n_pairs = self.n_elements * self.n_elements
+        coeffs = self.pair_coefficients.reshape(n_pairs * self.n_radial, n_basis)
+        # sum_k beta_k phi_k / sqrt(K), and the same with phi_k' / (-2 width): (P S, B, 2, M)
+        sums = (coeffs @ torch.stack([g, d * g], dim=2).reshape(n_basis, -1)).reshape(
+            n_pairs * self.n_radial, r.shape[0], 2, r.shape[1])
+        if n_pairs > 1:
+            index = pair.reshape(1, 1, r.shape[0], 1, r.shape[1]).expand(1, self.n_radial, -1, 2, -1)
+            sums = torch.gather(sums.reshape(n_pairs, self.n_radial, r.shape[0], 2, r.shape[1]), 0, index).squeeze(0)
+        angle = r * (math.pi / self.r_cutoff)
+        inside = r < self.r_cutoff
+        fc = torch.where(inside, 0.5 * (torch.cos(angle) + 1.0), torch.zeros_like(r))
+        fc_slope = torch.where(inside, (-0.5 * math.pi / self.r_cutoff) * torch.sin(angle), torch.zeros_like(r))
+        values, slopes = sums[:, :, 0], sums[:, :, 1]
+        return torch.stack([fc * values, fc_slope * values - (2.0 * self.basis.width) * fc * slopes], dim=2)
