@@ -9,7 +9,7 @@ from ase import Atoms
 from ase.build import bulk, molecule
 from ase.io import read
 
-from gmnn.md_analysis import (density_g_cm3, hydrogen_bonds, molecule_ids, radial_distribution,
+from gmnn.md_analysis import (broken_molecules, density_g_cm3, hydrogen_bonds, molecule_ids, radial_distribution,
                               self_diffusion, unwrapped_centres)
 
 
@@ -100,6 +100,19 @@ def test_molecules_split_by_the_boundary_are_found_whole_and_centred_right():
     centres = unwrapped_centres([shifted], molecules)[0]
     expected = unwrapped_centres([pair], molecule_ids(pair))[0] + [14.0, 0.0, 0.0]
     assert np.allclose(np.mod(centres - expected + 15.0, 30.0) - 15.0, 0.0, atol=1e-9)
+
+
+def test_a_stretched_bond_counts_as_a_broken_molecule():
+    pair = ethanol_pair()[0]
+    molecules = molecule_ids(pair)
+    assert broken_molecules(pair, molecules) == 0
+    o = 2 if pair[2].symbol == "O" else [k for k in range(9) if pair[k].symbol == "O"][0]
+    carbon = min((k for k in range(9) if pair[k].symbol == "C"), key=lambda k: pair.get_distance(o, k))
+    stretched = pair.copy()
+    stretched.set_distance(carbon, o, 2.0, fix=0, mask=[k == o or (pair[k].symbol == "H" and pair.get_distance(o, k) < 1.2)
+                                                       for k in range(18)])
+    assert broken_molecules(stretched, molecules) == 1
+    assert int(molecule_ids(stretched).max()) + 1 == 3
 
 
 def test_self_diffusion_of_a_random_walk_wrapped_into_the_box():

@@ -9,7 +9,7 @@ be wrapped into the cell (every function applies the minimum image or unwraps). 
 from frame to frame (NPT): each frame is normalised with its own volume.
 """
 from dataclasses import dataclass
-from typing import List, Optional, Sequence
+from typing import List, Optional, Sequence, Union
 
 import numpy as np
 
@@ -30,6 +30,13 @@ def molecule_ids(atoms, scale: float = 1.15) -> np.ndarray:
     for label in labels:  # renumber in order of each molecule's first atom
         first.setdefault(label, len(first))
     return np.array([first[label] for label in labels])
+
+
+def broken_molecules(atoms, molecules: np.ndarray, scale: float = 1.15) -> int:
+    """How many of the reference `molecules` (e.g. as built) are not one bonded unit in `atoms`:
+    a bond stretched past `scale` x the covalent radii splits a molecule (a model failing)."""
+    now = molecule_ids(atoms, scale)
+    return sum(len(np.unique(now[molecules == m])) > 1 for m in range(int(molecules.max()) + 1))
 
 
 def _mic(vectors: np.ndarray, cell: np.ndarray) -> np.ndarray:
@@ -64,19 +71,25 @@ class RDF:
         return float(self.r[peak]), float(self.r[minimum]), float(self.coordination[minimum])
 
 
-def radial_distribution(frames: Sequence, a: str, b: str, r_max: float, n_bins: int = 200,
-                        molecules: Optional[np.ndarray] = None) -> RDF:
-    """g_ab(r) averaged over the frames; with `molecules`, pairs within one molecule are left out
-    (the intermolecular g), and g tends to 1 at large r either way: each frame is normalised by
-    the number of pairs it counts and its own volume."""
+def _selected(atoms, which) -> np.ndarray:
+    if isinstance(which, str):
+        return np.flatnonzero(np.array(atoms.get_chemical_symbols()) == which)
+    return np.asarray(which)
+
+
+def radial_distribution(frames: Sequence, a: Union[str, Sequence[int]], b: Union[str, Sequence[int]], r_max: float,
+                        n_bins: int = 200, molecules: Optional[np.ndarray] = None) -> RDF:
+    """g_ab(r) averaged over the frames, a and b each an element or a list of atom indices (e.g.
+    the hydroxyl H only); with `molecules`, pairs within one molecule are left out (the
+    intermolecular g), and g tends to 1 at large r either way: each frame is normalised by the
+    number of pairs it counts and its own volume."""
     edges = np.linspace(0.0, r_max, n_bins + 1)
     hist = np.zeros(n_bins)
     normalised = np.zeros(n_bins)
     n_a_total = 0
     shells = 4.0 / 3.0 * np.pi * (edges[1:] ** 3 - edges[:-1] ** 3)
     for atoms in frames:
-        symbols = np.array(atoms.get_chemical_symbols())
-        ia, ib = np.flatnonzero(symbols == a), np.flatnonzero(symbols == b)
+        ia, ib = _selected(atoms, a), _selected(atoms, b)
         cell = np.asarray(atoms.cell.array)
         if r_max > 0.5 * _heights(cell).min() + 1e-9:
             raise ValueError(f"r_max {r_max} Å is more than half the cell's smallest height "
