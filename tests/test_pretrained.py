@@ -5,6 +5,8 @@ import json
 import shutil
 
 import numpy as np
+from pathlib import Path
+
 import pytest
 import torch
 import yaml
@@ -34,6 +36,24 @@ def card():
     return pretrained_card(NAME)
 
 
+def test_the_cards_ccsdt_numbers_are_the_transfer_learning_results(card):
+    """The card repeats examples/transfer_learning/results/results.md (fine-tuned E only, zero-shot,
+    fine-tuned E+F, scratch E only): they must not drift apart."""
+    table = (Path(__file__).resolve().parents[1] / "examples" / "transfer_learning" / "results" / "results.md").read_text()
+    measured = {}
+    for line in table.splitlines():
+        cells = [c.strip() for c in line.strip("|").split("|")]
+        if cells[0].isdigit():
+            pairs = [tuple(float(x) for x in c.split("/")) for c in cells[1:]]
+            measured[int(cells[0])] = {"finetuned_energies_only": pairs[0], "scratch_energies_only": pairs[1],
+                                       "zero_shot_shifts_refitted": pairs[2], "finetuned_energies_and_forces": pairs[3]}
+    rows = card["ccsdt_transfer"]["rows"]
+    assert [r["n_ccsdt"] for r in rows] == sorted(measured) == [5, 10, 25, 50]
+    for r in rows:
+        for column, (energy, forces) in measured[r["n_ccsdt"]].items():
+            assert (r[column]["energy_mae"], r[column]["forces_mae"]) == (energy, forces), (r["n_ccsdt"], column)
+
+
 def test_the_shipped_model_is_listed_and_its_card_describes_it(model, card):
     assert NAME in gmnn.list_pretrained() and gmnn.list_pretrained() == sorted(gmnn.list_pretrained())
     assert card["name"] == NAME
@@ -41,7 +61,6 @@ def test_the_shipped_model_is_listed_and_its_card_describes_it(model, card):
     assert card["architecture"]["cutoff_A"] == model.cutoff
     assert card["architecture"]["hidden"] == list(model.options.hidden)
     assert card["architecture"]["dtype"] == model.options.dtype
-    assert "ccsdt_transfer" not in card
     path = gmnn.pretrained_path(NAME)
     assert card["sha256"] == pretrained.sha256(path) and card["size_bytes"] == path.stat().st_size < 5e6
     payload = load_checkpoint(path)
