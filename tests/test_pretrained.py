@@ -3,10 +3,9 @@ to the models, accurate on their own level of theory, usable by name in gmnn-eva
 gmnn-export, gmnn-finetune and GMNNCalculator, and refused when damaged or unknown."""
 import json
 import shutil
-
-import numpy as np
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 import yaml
