@@ -427,3 +427,25 @@ def test_one_bad_structure_does_not_lose_the_others(tmp_path, capsys):
     assert len(errors) == 1 and "Traceback" not in err, err
     assert "1 of 3 structure(s) failed (structure 1: Electron number 9 and spin 0" in errors[0]
     assert [f.source_index for f in read_finished(out, Level.parse("hf/sto-3g"))] == [0, 2]
+
+
+def test_gmnn_label_keeps_the_inputs_metadata_but_not_its_labels(tmp_path):
+    """kind=, temperature_K= and the like survive labelling (they say what a structure is); an
+    old energy does not, and the label file's own keys are gmnn-label's."""
+    import ase.io
+    from ase.calculators.singlepoint import SinglePointCalculator
+    from gmnn.cli import label_main
+    frames = []
+    for k in range(2):
+        w = water(k)
+        w.info.update({"kind": "hbond" if k else "scan", "temperature_K": 300.0 + k, "level": "not-this"})
+        w.calc = SinglePointCalculator(w, energy=5.0)
+        frames.append(w)
+    ase.io.write(tmp_path / "in.xyz", frames)
+    out = tmp_path / "out.xyz"
+    assert label_main([str(tmp_path / "in.xyz"), "-o", str(out), "--level", "hf/sto-3g", "--no-forces"]) == 0
+    labelled = sorted(ase.io.read(out, ":"), key=lambda a: a.info["source_index"])
+    assert [a.info["kind"] for a in labelled] == ["scan", "hbond"]
+    assert [a.info["temperature_K"] for a in labelled] == [300.0, 301.0]
+    assert all(a.info["level"] == "hf/sto-3g" for a in labelled)
+    assert all(a.get_potential_energy() < -2000.0 for a in labelled)  # HF water, not the old 5 eV

@@ -1,13 +1,13 @@
 """The label file gmnn-label writes: extxyz, one frame per finished structure (energy in eV,
 forces in eV/A, `level=` and `source_index=` in the comment line, and `charge=`, `spin=`,
-`density_fit=`, `frozen_core=` where not the default), appended at once and fsynced. A re-run
+`density_fit=`, `frozen_core=` where not the default, next to the input's own metadata), appended at once and fsynced. A re-run
 finds the structures already there by their geometry (`geometry_key`), cuts off a frame torn by
 a kill in mid-write, and refuses a file holding another level of theory."""
 import hashlib
 import os
 from collections import Counter
 from pathlib import Path
-from typing import List, NamedTuple, Sequence, Tuple
+from typing import List, NamedTuple, Optional, Sequence, Tuple
 
 import numpy as np
 from ase import Atoms
@@ -151,11 +151,21 @@ def unfinished(structures: Sequence[Atoms], indices: Sequence[int], finished: Se
     return todo
 
 
-def frame_text(numbers, positions, energy, forces, level: Level, source_index: int, seconds: float) -> str:
+# input metadata that a label file does not carry over: labels (the new ones replace them) and
+# what label_file itself writes
+NOT_CARRIED = {"energy", "free_energy", "stress", "virial", "dipole", "charges", "magmom", "level", "source_index",
+               "wall_s", "charge", "spin", "density_fit", "frozen_core"}
+
+
+def frame_text(numbers, positions, energy, forces, level: Level, source_index: int, seconds: float,
+               info: Optional[dict] = None) -> str:
+    """One label-file frame; `info`: the input structure's metadata (e.g. config_type, kind,
+    temperature), kept in the comment line except labels and label_file's own keys."""
     from ase.calculators.singlepoint import SinglePointCalculator
     import io
     import ase.io
     atoms = Atoms(numbers=numbers, positions=positions)
+    atoms.info.update({k: v for k, v in (info or {}).items() if k not in NOT_CARRIED})
     atoms.info.update({"level": level.name, **level.options(), "source_index": int(source_index),
                        "wall_s": round(seconds, 2)})
     atoms.calc = SinglePointCalculator(atoms, energy=energy, **({"forces": forces} if forces is not None else {}))

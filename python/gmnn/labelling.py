@@ -198,7 +198,7 @@ def label_structures(structures: Sequence[Atoms], out: Path, level: Level, force
                     failures.append((futures[fut], exc))
                     bar.update(1)
                     continue
-                text = frame_text(numbers, positions, energy, f, level, k, seconds)
+                text = frame_text(numbers, positions, energy, f, level, k, seconds, getattr(structures[k], "info", None))
                 with stop.held():
                     append_frame(out, text)
                     saved += 1
