@@ -75,17 +75,28 @@ class RadialFunctions(nn.Module):
         """R_s(r) and dR_s/dr as (S, B, 2, M) for distances r (B, M) whose ordered element pair
         is `pair` = species_i * n_elements + species_j (B, M): forward's values (to rounding)
         with the analytic slope, components first (fused.py)."""
-        n_basis = self.n_basis
+        n_basis, n_radial, b, m = self.n_basis, self.n_radial, r.shape[0], r.shape[1]
         d = r.unsqueeze(0) - self.basis.centers.to(r.dtype).reshape(n_basis, 1, 1)
         g = (self.basis.norm / math.sqrt(n_basis)) * torch.exp(-self.basis.width * d * d)
+        # phi_k / sqrt(K), and phi_k' / (-2 width) / sqrt(K): (K, B, 2, M) as (K, B 2 M)
+        basis = torch.stack([g, d * g], dim=2).reshape(n_basis, b * 2 * m)
         n_pairs = self.n_elements * self.n_elements
-        coeffs = self.pair_coefficients.reshape(n_pairs * self.n_radial, n_basis)
-        # sum_k beta_k phi_k / sqrt(K), and the same with phi_k' / (-2 width): (P S, B, 2, M)
-        sums = (coeffs @ torch.stack([g, d * g], dim=2).reshape(n_basis, -1)).reshape(
-            n_pairs * self.n_radial, r.shape[0], 2, r.shape[1])
-        if n_pairs > 1:
-            index = pair.reshape(1, 1, r.shape[0], 1, r.shape[1]).expand(1, self.n_radial, -1, 2, -1)
-            sums = torch.gather(sums.reshape(n_pairs, self.n_radial, r.shape[0], 2, r.shape[1]), 0, index).squeeze(0)
+        coeffs = self.pair_coefficients.reshape(n_pairs, n_radial, n_basis)
+        if n_pairs == 1:
+            sums = coeffs[0] @ basis
+        else:
+            # each element pair's coefficients on its own slots only (not every pair on every
+            # slot, then a gather: 9x the work and memory for three elements): a slot's two
+            # columns in the (B, 2, M) layout are its value and its slope
+            slot = torch.arange(b * m, dtype=torch.long, device=r.device)
+            value_column = torch.div(slot, m, rounding_mode="floor") * (2 * m) + slot % m
+            flat_pair = pair.reshape(b * m)
+            sums = basis.new_zeros((n_radial, b * 2 * m))
+            for p in range(n_pairs):
+                columns = value_column[flat_pair == p]
+                columns = torch.cat([columns, columns + m])
+                sums.index_copy_(1, columns, coeffs[p] @ basis.index_select(1, columns))
+        sums = sums.reshape(n_radial, b, 2, m)
         angle = r * (math.pi / self.r_cutoff)
         inside = r < self.r_cutoff
         fc = torch.where(inside, 0.5 * (torch.cos(angle) + 1.0), torch.zeros_like(r))
