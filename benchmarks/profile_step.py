@@ -14,7 +14,10 @@ Two measurements of the same model in the same run:
    box: forward stage by stage (radial functions with distances and unit vectors, moments,
    contractions, network with the scale), backward one stage at a time with autograd.grad (network;
    contractions; moments; radial functions and geometry). Their shares of the eager forward and
-   backward split the forward and backward times of measurement 1.
+   backward split the forward and backward times of measurement 1. With the fused path (the model
+   file's forward_gradients, python/gmnn/fused.py; pair_style gmnn takes it when the file has it,
+   `--autograd` or GMNN_FUSED=0 for the autograd path) LAMMPS times forward and analytic backward
+   as one call, "model forward", which the fused path's eager stages split instead.
 
 The model is the untrained default carbon model (360 features, 512-512, r_c 5 Å; the time does not
 depend on the weights). Writes benchmarks/results/profile_step.json and .md; prints the table.
@@ -39,7 +42,7 @@ PROFILE_RE = re.compile(r"pair gmnn profile: (.+?): ([0-9.]+) us/atom/step")
 SECTION_RE = re.compile(r"^(Pair|Neigh|Comm|Output|Modify|Other)\s*\|.*\|\s*([0-9.eE+-]+)\s*$")
 
 
-def run_lammps(lmp, model, n_atoms, warmup, steps, workdir: Path):
+def run_lammps(lmp, model, n_atoms, warmup, steps, workdir: Path, autograd: bool = False):
     """-> (per-stage µs/atom/step of the timed steps, LAMMPS sections in µs/atom/step, loop µs/atom/step)."""
     atoms = lammps_md.diamond_box(n_atoms)
     data = workdir / f"diamond_{len(atoms)}.data"
@@ -50,6 +53,8 @@ def run_lammps(lmp, model, n_atoms, warmup, steps, workdir: Path):
     (workdir / "in.profile").write_text(text)
     env = lammps_md.env_for_lammps(1)
     env["GMNN_PROFILE"] = "1"  # a report per compute() call
+    if autograd:
+        env["GMNN_FUSED"] = "0"  # autograd over forward even though the file has forward_gradients
     proc = subprocess.run([lmp, "-in", "in.profile", "-log", "none", "-nocite"], cwd=workdir, env=env,
                           capture_output=True, text=True, timeout=3600)
     if proc.returncode != 0:
@@ -122,21 +127,80 @@ def python_stages(model_file_dtype, n_atoms, block, repeats=5):
     return {k: float(np.median([s[k] for s in samples])) for k in samples[0]}, int(keep.sum()), m
 
 
+def fused_stages(model_file_dtype, n_atoms, block, repeats=5):
+    """The fused path's eager stage times (s), as python_stages: GaussianMomentDescriptor.
+    forward_with_context and GMNN._fused written out stage by stage (descriptor.py, model.py)."""
+    import torch
+    import gmnn
+    from gmnn import fused
+    from gmnn.neighbors import neighbor_list
+    torch.manual_seed(0)
+    model = gmnn.build_model(["C"], dtype="float64").to(getattr(torch, model_file_dtype)).eval()
+    atoms = lammps_md.diamond_box(n_atoms)
+    nl = neighbor_list(atoms.positions, model.cutoff, atoms.cell.array, atoms.pbc)
+    keep = nl.centers < block
+    m = int(min(block, len(atoms)))
+    centers = torch.from_numpy(nl.centers[keep])
+    vectors = torch.from_numpy(nl.vectors[keep]).to(model.dtype)
+    species = torch.zeros(len(atoms), dtype=torch.long)
+    d = model.descriptor
+    clock = time.perf_counter
+    samples = []
+    with torch.no_grad():
+        for _ in range(repeats + 1):
+            t0 = clock()
+            flat, slots = fused.slot_layout(centers, m)
+            vec = vectors.new_zeros((3, m * slots))
+            vec[0] = 2.0 * d.r_cutoff
+            vec = vec.index_copy(1, flat, vectors.t())
+            r = torch.sqrt(vec[0] * vec[0] + vec[1] * vec[1] + vec[2] * vec[2])
+            inv_r = 1.0 / r
+            unit = vec * inv_r
+            radial = d.radial.values_and_slopes(r.reshape(m, slots), torch.zeros((m, slots), dtype=torch.long))
+            angular = fused.angular_rows(unit).reshape(20, m, slots)
+            t1 = clock()
+            unique = torch.bmm(radial[:, :, 0].permute(1, 0, 2), angular.permute(1, 2, 0))
+            moments = unique.index_select(2, d.expand)
+            t2 = clock()
+            parts = fused.contraction_intermediates(moments)
+            features = fused.contract_full(moments, parts, d.fused_features)
+            t3 = clock()
+            out, g_features, hidden = model.network.forward_and_input_gradient(
+                features, model.scale_shift.scale[species[:m]])
+            t4 = clock()
+            g_moments = fused.contraction_backward(g_features, parts, d.pair_expand, d.sym3_expand, d.sym2_expand)
+            t5 = clock()
+            g_unique = torch.zeros((m, g_moments.shape[1], 20), dtype=g_moments.dtype).index_add(2, d.expand, g_moments)
+            fused.edge_gradients(g_unique, radial, angular, unit.reshape(3, m, slots), inv_r.reshape(m, slots), flat)
+            t6 = clock()
+            samples.append({"geometry and radial functions (values and slopes)": t1 - t0, "moments": t2 - t1,
+                            "contractions (with their intermediates)": t3 - t2,
+                            "network forward and input gradient": t4 - t3, "contractions backward": t5 - t4,
+                            "moments and radial functions backward": t6 - t5})
+    samples = samples[1:]
+    return {k: float(np.median([s[k] for s in samples])) for k in samples[0]}
+
+
 FORWARD = ("radial functions", "moments", "contractions", "network forward")
 BACKWARD = ("network backward", "contractions backward", "moments backward", "radial functions backward")
 
 
 def combine(stages, sections, loop_us, eager):
     """Rows (stage, µs/atom/step) that add up to the step."""
-    fwd_total = sum(eager[k] for k in FORWARD)
-    bwd_total = sum(eager[k] for k in BACKWARD)
+    fwd_total = sum(eager.get(k, 0.0) for k in FORWARD)
+    bwd_total = sum(eager.get(k, 0.0) for k in BACKWARD)
     rows = [("LAMMPS neighbour list (Neigh)", sections.get("Neigh", 0.0)),
             ("neighbour list -> edges (map atoms, build edges)", stages["map atoms"] + stages["build edges"]),
             ("tensors in and out (float64 <-> model dtype)", stages["model other (tensors in and out)"])]
-    rows += [(f"forward: {k.replace(' forward', '')}", stages["model forward"] * eager[k] / fwd_total)
-             for k in FORWARD]
-    rows += [(f"backward: {k.replace(' backward', '')}", stages["model backward"] * eager[k] / bwd_total)
-             for k in BACKWARD]
+    if "network forward" in eager:
+        rows += [(f"forward: {k.replace(' forward', '')}", stages["model forward"] * eager[k] / fwd_total)
+                 for k in FORWARD]
+        rows += [(f"backward: {k.replace(' backward', '')}", stages["model backward"] * eager[k] / bwd_total)
+                 for k in BACKWARD]
+    else:  # the fused path: one call, forward and analytic backward (fused_stages)
+        total = sum(eager.values())
+        rows += [(f"fused: {k}", (stages["model forward"] + stages["model backward"]) * v / total)
+                 for k, v in eager.items()]
     rows += [("energies (eng_vdwl, eatom)", stages["energies"]),
              ("force and virial assembly", stages["forces and virials"] + stages["ghost forces (newton off)"])]
     pair_rest = sections.get("Pair", 0.0) - sum(stages.values())
@@ -159,6 +223,8 @@ def main(argv=None):
     p.add_argument("--atoms", type=int, default=10000, help="approximate number of atoms (diamond)")
     p.add_argument("--dtype", default="float32", choices=["float32", "float64"])
     p.add_argument("--steps", type=int, default=5, help="timed steps (after as many warm-up steps)")
+    p.add_argument("--autograd", action="store_true",
+                   help="the autograd path (GMNN_FUSED=0) even where the model file has forward_gradients")
     p.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "profile_step.json"))
     args = p.parse_args(argv)
     import torch
@@ -170,19 +236,25 @@ def main(argv=None):
     workdir = Path(tempfile.mkdtemp(prefix="gmnn_profile_"))
     model = lammps_md.export_default_models(["C"], [args.dtype], workdir)[args.dtype]
     info = lammps_md.machine_info()
-    stages, sections, loop_us, natoms = run_lammps(lmp, model, args.atoms, args.steps, args.steps, workdir)
-    eager, n_edges, block = python_stages(args.dtype, args.atoms, 2048)
+    stages, sections, loop_us, natoms = run_lammps(lmp, model, args.atoms, args.steps, args.steps, workdir,
+                                                   args.autograd)
+    fused_path = stages.get("model backward", 0.0) == 0.0  # pair_style gmnn took forward_gradients
+    eager, n_edges, block = python_stages(args.dtype, args.atoms, 2048, repeats=1 if fused_path else 5)
+    if fused_path:
+        eager = fused_stages(args.dtype, args.atoms, 2048)
     rows = combine(stages, sections, loop_us, eager)
     text = table(rows, loop_us)
     print(text)
     payload = {"machine": info, "atoms": natoms, "dtype": args.dtype, "steps": args.steps,
+               "path": "fused (forward_gradients)" if fused_path else "autograd",
                "loop_us_per_atom_step": loop_us, "pair_gmnn_stages_us": stages, "lammps_sections_us": sections,
                "eager_block": {"atoms": block, "edges": n_edges, "seconds": eager}, "rows": rows}
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(payload, indent=2))
     out.with_suffix(".md").write_text(
-        f"# One LAMMPS step of pair_style gmnn: diamond, {natoms} atoms, {args.dtype}, 1 rank, 1 thread\n\n"
+        f"# One LAMMPS step of pair_style gmnn: diamond, {natoms} atoms, {args.dtype}, 1 rank, 1 thread, "
+        f"{payload['path']}\n\n"
         f"Load average at start {tuple(round(x, 2) for x in info.get('load_average_at_start', ()))}.\n\n{text}\n")
     print(f"\nwrote {out} and {out.with_suffix('.md')}")
 
