@@ -74,7 +74,8 @@ class Model {
   // Evaluates the model (docs/model_file.md, "The module's forward").
   // edge_vectors: [3 * n_edges] float64, x_j - x_i; centers/neighbors: [n_edges];
   // species: [n_atoms] model element indices; atoms 0 .. n_centers-1 are the centres.
-  // With need_gradients, out.edge_gradients holds dE/d(edge_vectors) (one backward pass).
+  // With need_gradients, out.edge_gradients holds dE/d(edge_vectors): from the module's
+  // forward_gradients when it has one (uses_fused_gradients()), else one backward pass.
   // With with_uncertainty (needs has_uncertainty(), else require_uncertainty()'s error), the
   // module's forward_uncertainty runs instead of forward (the same energies, one forward and one
   // backward still) and out.atomic_uncertainty holds sigma_F per centre.

@@ -2,8 +2,9 @@
 //
 // Each step, block by block of atoms_per_pass local atoms: build the block's directed edges (i in
 // the block, j local or ghost, |r_ij| < cutoff) from the full neighbour list, evaluate the
-// TorchScript model for the atomic energies of the block's atoms, take dE/d(r_ij) in one backward
-// pass, and assemble (gmnn::tally_edge_gradients)
+// TorchScript model for the atomic energies of the block's atoms and dE/d(r_ij) (one call of the
+// file's forward_gradients, or forward and one backward pass for files exported before it; see
+// gmnn::Model::evaluate), and assemble (gmnn::tally_edge_gradients)
 //   F_i += g_ij, F_j -= g_ij,   W_ab -= r_ij,a g_ij,b   (half to atom i, half to atom j per atom).
 // Only one block's edges exist at a time: memory grows with the atoms, not with their edges.
 // Forces on ghosts go back to their owners by LAMMPS' own reverse communication with
