@@ -231,7 +231,8 @@ def sample_main(argv=None):
                         "a line, each molecule sampled in turn into OUTPUT")
     p.add_argument("-o", "--output", required=True, help="extxyz file of sampled configurations")
     p.add_argument("--calculator", default="gfn2-xtb",
-                   help="'gfn2-xtb' / 'gfn1-xtb' (tblite), or a gmnn model (.ckpt or .pt)")
+                   help="'gfn2-xtb' / 'gfn1-xtb' (tblite), 'mmff94' (RDKit force field: cheap configurations of organic "
+                        "molecules, to be labelled by gmnn-label), or a gmnn model (.ckpt or .pt)")
     p.add_argument("--temperature", type=float, default=300.0, help="K")
     p.add_argument("--timestep", type=float, default=None, help="fs (default 0.5; 1.0 for a liquid)")
     p.add_argument("--friction", type=float, default=0.01, help="1/fs")

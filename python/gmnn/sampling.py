@@ -9,6 +9,10 @@ from ase import Atoms, units
 
 
 def make_calculator(name: str):
+    """gfn2-xtb, gfn1-xtb (tblite), mmff94 (RDKit; for drawing configurations only), or a gmnn model."""
+    if name.lower() == "mmff94":
+        from .mmff import MMFF94
+        return MMFF94()
     if name.lower() in ("gfn2-xtb", "gfn1-xtb"):
         from tblite.ase import TBLite
         return TBLite(method="GFN2-xTB" if name.lower() == "gfn2-xtb" else "GFN1-xTB", verbosity=0)
