@@ -75,11 +75,11 @@ def run_lammps(lmp, model, n_atoms, warmup, steps, workdir: Path, autograd: bool
     return stages, sections_us, loop_us, natoms
 
 
-def python_stages(model_file_dtype, n_atoms, block, repeats=5):
-    """Eager stage times (s) on the first `block` atoms of the box: forward and backward stages."""
+def first_block(model_file_dtype, n_atoms, block):
+    """The untrained default carbon model (no parameter gradients) and the edges of the first
+    `block` atoms of the diamond box: (model, centers, neighbors, vectors, species, atoms in the block)."""
     import torch
     import gmnn
-    from gmnn.moments import gaussian_moments
     from gmnn.neighbors import neighbor_list
     torch.manual_seed(0)
     model = gmnn.build_model(["C"], dtype="float64").to(getattr(torch, model_file_dtype)).eval()
@@ -88,11 +88,16 @@ def python_stages(model_file_dtype, n_atoms, block, repeats=5):
     atoms = lammps_md.diamond_box(n_atoms)
     nl = neighbor_list(atoms.positions, model.cutoff, atoms.cell.array, atoms.pbc)
     keep = nl.centers < block
-    m = int(min(block, len(atoms)))
-    centers = torch.from_numpy(nl.centers[keep])
-    neighbors = torch.from_numpy(nl.neighbors[keep])
-    vectors = torch.from_numpy(nl.vectors[keep]).to(model.dtype)
-    species = torch.zeros(len(atoms), dtype=torch.long)
+    return (model, torch.from_numpy(nl.centers[keep]), torch.from_numpy(nl.neighbors[keep]),
+            torch.from_numpy(nl.vectors[keep]).to(model.dtype), torch.zeros(len(atoms), dtype=torch.long),
+            int(min(block, len(atoms))))
+
+
+def python_stages(model_file_dtype, n_atoms, block, repeats=5):
+    """Eager stage times (s) on the first `block` atoms of the box: forward and backward stages."""
+    import torch
+    from gmnn.moments import gaussian_moments
+    model, centers, neighbors, vectors, species, m = first_block(model_file_dtype, n_atoms, block)
     d = model.descriptor
     clock = time.perf_counter
     samples = []
@@ -124,25 +129,15 @@ def python_stages(model_file_dtype, n_atoms, block, repeats=5):
                   "radial functions backward": t8 - t7})
         samples.append(t)
     samples = samples[1:]  # the first call allocates
-    return {k: float(np.median([s[k] for s in samples])) for k in samples[0]}, int(keep.sum()), m
+    return {k: float(np.median([s[k] for s in samples])) for k in samples[0]}, len(centers), m
 
 
 def fused_stages(model_file_dtype, n_atoms, block, repeats=5):
     """The fused path's eager stage times (s), as python_stages: GaussianMomentDescriptor.
     forward_with_context and GMNN._fused written out stage by stage (descriptor.py, model.py)."""
     import torch
-    import gmnn
     from gmnn import fused
-    from gmnn.neighbors import neighbor_list
-    torch.manual_seed(0)
-    model = gmnn.build_model(["C"], dtype="float64").to(getattr(torch, model_file_dtype)).eval()
-    atoms = lammps_md.diamond_box(n_atoms)
-    nl = neighbor_list(atoms.positions, model.cutoff, atoms.cell.array, atoms.pbc)
-    keep = nl.centers < block
-    m = int(min(block, len(atoms)))
-    centers = torch.from_numpy(nl.centers[keep])
-    vectors = torch.from_numpy(nl.vectors[keep]).to(model.dtype)
-    species = torch.zeros(len(atoms), dtype=torch.long)
+    model, centers, _, vectors, species, m = first_block(model_file_dtype, n_atoms, block)
     d = model.descriptor
     clock = time.perf_counter
     samples = []
