@@ -36,13 +36,20 @@ TEMPERATURE_K, PRESSURE_BAR = 298.15, 1.0
 EXPERIMENT = {"density_g_cm3": 0.785, "diffusion_m2_s": 1.1e-9, "viscosity_Pa_s": 1.074e-3}
 
 
+# pair_style gmnn stops the run, naming the step and atoms, when a pair force passes this (eV/Å):
+# a model leaving its domain blows up within a few hundred fs, and the stop says so plainly
+MAX_FORCE = 20.0
+
+
 def deck(data: str, model: str, d3: bool, d3_cutoff: float, steps: int, dump_every: int, restart_in: str,
          restart_out: str, dump: str, seed: int) -> str:
     from gmnn.dispersion import lammps_d3_lines
+    gmnn_args = f"max_force {MAX_FORCE:g}"
     if d3:
-        pair = "\n".join(lammps_d3_lines(ELEMENTS, model=model, cutoff=d3_cutoff, cn_cutoff=min(20.0, d3_cutoff)))
+        pair = "\n".join(lammps_d3_lines(ELEMENTS, model=model, cutoff=d3_cutoff, cn_cutoff=min(20.0, d3_cutoff),
+                                          gmnn_args=gmnn_args))
     else:
-        pair = f"pair_style gmnn\npair_coeff * * {model} {' '.join(ELEMENTS)}"
+        pair = f"pair_style gmnn {gmnn_args}\npair_coeff * * {model} {' '.join(ELEMENTS)}"
     start = (f"read_restart {restart_in}" if restart_in else
              f"units metal\natom_style atomic\nboundary p p p\nread_data {data}")
     velocities = "" if restart_in else f"velocity all create {TEMPERATURE_K} {seed} loop geom dist gaussian"
