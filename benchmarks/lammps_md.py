@@ -328,7 +328,7 @@ def memory_per_atom(rows):
     out = []
     for (system, potential, ranks), rs in groups.items():
         rs = sorted(rs, key=lambda r: r["atoms"])
-        if len(rs) < 2:
+        if rs[0]["atoms"] == rs[-1]["atoms"]:  # one box size (repeated cases): no slope
             continue
         small, big = rs[0], rs[-1]
         per_rank_atoms = (big["atoms"] - small["atoms"]) / ranks
