@@ -200,10 +200,8 @@ def label_main(argv=None):
         if not structures:
             raise LabelError(f"{args.input}: no structures to label")
         atoms = [s.to_atoms() for s in structures]
-        if Path(args.input).suffix.lower() not in (".npz", ".h5", ".hdf5"):  # keep the input's metadata
-            import ase.io
-            for a, frame in zip(atoms, ase.io.read(args.input, index=":")):
-                a.info.update(frame.info)
+        for a, s in zip(atoms, structures):  # the input's metadata goes into the label file
+            a.info.update(s.info)
         indices = list(range(len(atoms)))[parse_index(args.index)]
         if not indices:
             raise LabelError(f"--index {args.index!r} selects none of the {len(atoms)} structure(s) in {args.input}")

@@ -37,6 +37,7 @@ class Structure:
     energy: Optional[float] = None      # eV
     forces: Optional[np.ndarray] = None  # (N, 3) eV/Angstrom
     source: str = ""                    # "file[index]", for messages
+    info: dict = field(default_factory=dict)  # the file's own metadata of the structure (extxyz comment keys)
 
     @property
     def n_atoms(self) -> int:
@@ -59,7 +60,7 @@ class Structure:
     def from_atoms(cls, atoms, energy=None, forces=None, source=""):
         return cls(np.asarray(atoms.numbers, dtype=np.int64), np.asarray(atoms.positions, dtype=np.float64),
                    np.asarray(atoms.cell.array, dtype=np.float64), np.asarray(atoms.pbc, dtype=bool),
-                   energy, forces, source)
+                   energy, forces, source, dict(atoms.info))
 
 
 def read_structures(path, *, energy_key: str = AUTO, forces_key: str = AUTO,
