@@ -46,6 +46,7 @@ tensors, no edge list, `--no-apax` forces this path).
 Writes benchmarks/results/apax_comparison.json and .md, prints the table.
 """
 import argparse
+import inspect
 import json
 import os
 import platform
@@ -233,6 +234,14 @@ def apax_python(venv_dir: Path, log):
     return py
 
 
+def worker_source() -> str:
+    """WORKER with this file's thread_affinities() in it (the worker runs in the apax venv and
+    cannot import this module, which needs torch)."""
+    marker = "# THREAD_AFFINITIES: thread_affinities() of apax_comparison.py, pasted in by worker_source()\n"
+    assert marker in WORKER
+    return WORKER.replace(marker, inspect.getsource(thread_affinities))
+
+
 # --------------------------------------------------------------------------------------------
 # the apax worker: runs in the apax venv, reads an npz + json task, prints one JSON line
 # --------------------------------------------------------------------------------------------
@@ -265,15 +274,7 @@ for p in ("apax", "jax", "jaxlib", "flax", "optax", "numpy", "vesin"):
 out["devices"] = [str(d) for d in jax.devices()]
 out["threads_in_process"] = len(os.listdir("/proc/self/task"))
 
-def thread_affinities():
-    """the distinct CPU sets of this process's threads (one entry, [cpu], when pinned)"""
-    found = set()
-    for t in os.listdir("/proc/self/task"):
-        try:
-            found.add(tuple(sorted(os.sched_getaffinity(int(t)))))
-        except OSError:
-            pass
-    return sorted(list(a) for a in found)
+# THREAD_AFFINITIES: thread_affinities() of apax_comparison.py, pasted in by worker_source()
 
 def cpu():
     return time.process_time()
@@ -484,7 +485,7 @@ print("APAX_RESULT " + json.dumps(out), flush=True)
 
 def run_apax(py, task, workdir, log, timeout):
     worker = Path(workdir) / "apax_worker.py"
-    worker.write_text(WORKER)
+    worker.write_text(worker_source())
     task_file = Path(workdir) / f"task_{task['part']}.json"
     task_file.write_text(json.dumps(task))
     env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV", "PYTHONHOME")}
