@@ -106,13 +106,14 @@ def analyse(out: Path, name: str, dump_every: int, skip_ps: float = 0.0) -> dict
     frames = read(out / "production.dump", ":", format="lammps-dump-text")
     md.symbols_from_types(frames, ELEMENTS)
     dt_ps = dump_every * TIMESTEP_FS / 1000
-    frames = frames[int(round(skip_ps / dt_ps)):]
+    skip = int(round(skip_ps / dt_ps))  # thermo lines and frames are both every dump_every steps
+    frames = frames[skip:]
     # molecules as built (whole by construction), not as found in MD: a model that breaks bonds
     # shows up as broken molecules below instead of as more molecules
     molecules = md.molecule_ids(read(out / "ethanol.data", format="lammps-data", atom_style="atomic"))
     n_mol = int(molecules.max()) + 1
     broken = [md.broken_molecules(f, molecules) for f in frames]
-    log = thermo(out / "log.production")
+    log = {k: v[skip:] for k, v in thermo(out / "log.production").items()}
     densities = np.array([md.density_g_cm3(f) for f in frames])
     r_max = min(8.0, 0.5 * min(np.linalg.norm(f.cell.array, axis=1).min() for f in frames) - 0.05)
     o_o = md.radial_distribution(frames, "O", "O", r_max, 160, molecules)
