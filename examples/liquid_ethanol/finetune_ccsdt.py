@@ -41,8 +41,7 @@ def finetune(model: Path, n: int, way: str, out: Path) -> Path:
 
 
 def errors(model, contacts) -> dict:
-    from ase.io import read
-    from gmnn.data import Structure, read_structures
+    from gmnn.data import read_structures
     from gmnn.evaluation import predict_graphs
     from gmnn.graph import build_graphs
 
@@ -50,9 +49,8 @@ def errors(model, contacts) -> dict:
         return predict_graphs(model, build_graphs(structures, model.atomic_numbers, model.cutoff))
     e = run(read_structures(CCSDT, index="50:"))
     f = run(read_structures(CCSDT_FORCES))
-    frames = read(contacts, ":")
-    c = run([Structure.from_atoms(a, energy=a.get_potential_energy(), forces=a.get_forces()) for a in frames])
-    contact = np.array([len(a) > 9 for a in frames])
+    c = run(read_structures(contacts))
+    contact = c.n_atoms > 9
     atom_contact = np.repeat(contact, c.n_atoms)
     de = c.energy - c.energy_ref
     de_contact = de[contact] - np.mean(de[contact])

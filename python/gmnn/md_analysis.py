@@ -13,23 +13,19 @@ from typing import List, Optional, Sequence, Union
 
 import numpy as np
 
-AVOGADRO = 6.02214076e23
+from .clusters import density_g_cm3  # noqa: F401 (part of this module's toolbox: liquid_md uses it)
+from .clusters import molecules as molecules_of
 BOLTZMANN = 1.380649e-23       # J/K
 YEH_HUMMER_XI = 2.837297       # cubic box, Yeh & Hummer, J. Phys. Chem. B 108, 15873 (2004)
 
 
 def molecule_ids(atoms, scale: float = 1.15) -> np.ndarray:
-    """Molecule index of every atom (0..M-1, in order of first atom): connected components of
-    the bonds within `scale` x the sum of covalent radii, minimum image."""
-    from ase.neighborlist import NeighborList, natural_cutoffs
-    from scipy.sparse.csgraph import connected_components
-    nl = NeighborList(natural_cutoffs(atoms, mult=scale), self_interaction=False, bothways=True, skin=0.0)
-    nl.update(atoms)
-    _, labels = connected_components(nl.get_connectivity_matrix(sparse=True), directed=False)
-    first = {}
-    for label in labels:  # renumber in order of each molecule's first atom
-        first.setdefault(label, len(first))
-    return np.array([first[label] for label in labels])
+    """Molecule index of every atom (0..M-1, in order of first atom): the molecules of
+    clusters.molecules (bonds within `scale` x the sum of covalent radii, minimum image)."""
+    ids = np.empty(len(atoms), dtype=int)
+    for m, members in enumerate(molecules_of(atoms, scale)):
+        ids[members] = m
+    return ids
 
 
 def broken_molecules(atoms, molecules: np.ndarray, scale: float = 1.15) -> int:
@@ -185,10 +181,6 @@ def self_diffusion(centres: np.ndarray, dt_ps: float, fit_from: float = 0.2, fit
     t = lags * dt_ps
     slope = np.polyfit(t[lo - 1:hi], msd[lo - 1:hi], 1)[0]   # Å²/ps
     return Diffusion(lag_ps=t, msd_A2=msd, coefficient_m2_s=slope / 6.0 * 1e-8, fit_window_ps=(t[lo - 1], t[hi - 1]))
-
-
-def density_g_cm3(atoms) -> float:
-    return float(atoms.get_masses().sum() / AVOGADRO / (atoms.get_volume() * 1e-24))
 
 
 def symbols_from_types(frames: Sequence, elements: List[str]) -> None:
