@@ -38,6 +38,7 @@ import numpy as np
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 sys.path.insert(0, str(HERE))
+sys.path.insert(0, str(ROOT / "examples" / "lammps"))  # build_ethanol_box, for lammps_md's ethanol box
 import lammps_md  # noqa: E402
 
 RUNS = ROOT / "runs" / "accuracy_speed"
@@ -158,7 +159,10 @@ def timings(datasets, variants, workdir: Path, snap: bool, repeats: int) -> dict
     """µs/atom/step of every exported model (float32, 1 rank, 1 thread), SNAP and the matmul peak,
     all in this one run: `repeats` rounds over every model (and SNAP), the median kept, so that a
     slow minute of the shared host does not pick one model."""
-    rounds = [_timing_round(datasets, variants, workdir, snap) for _ in range(repeats)]
+    import torch
+    torch.set_num_threads(1)  # the matmul peak of one core, as the models run in LAMMPS
+    lmp, mpirun = lammps_md.lammps_executables()
+    rounds = [_timing_round(datasets, variants, workdir, snap, lmp, mpirun) for _ in range(repeats)]
     result = {"rounds": rounds, "models": {}}
     for key in rounds[0]["models"]:
         times = [r["models"][key]["us_per_atom_step"] for r in rounds]
@@ -170,17 +174,11 @@ def timings(datasets, variants, workdir: Path, snap: bool, repeats: int) -> dict
     return result
 
 
-def _timing_round(datasets, variants, workdir: Path, snap: bool) -> dict:
+def _timing_round(datasets, variants, workdir: Path, snap: bool, lmp: str, mpirun: str) -> dict:
     import gmnn
     import torch
-    sys.path.insert(0, str(ROOT / "examples" / "lammps"))
-    lmp, mpirun = lammps_md.lammps_executables()
-    torch.set_num_threads(1)
-    a = torch.randn(2048, 2048)
-    b = torch.randn(2048, 2048)
-    a @ b
-    best = min(_timed(lambda: a @ b) for _ in range(5))
-    result = {"matmul_2048_float32_gflops": 2 * 2048 ** 3 / best / 1e9, "models": {}}
+    from train_throughput import peak_matmul_gflops
+    result = {"matmul_2048_float32_gflops": peak_matmul_gflops(torch.float32, repeats=5), "models": {}}
     boxes = {}
     for dataset in datasets:
         box = DATASETS[dataset]["box"]
@@ -205,12 +203,6 @@ def _timing_round(datasets, variants, workdir: Path, snap: bool) -> dict:
             result["snap_diamond_us_per_atom_step"] = r["us_per_atom_step"]
             print(f"  SNAP (diamond): {r['us_per_atom_step']:.1f} µs/atom/step", flush=True)
     return result
-
-
-def _timed(fn) -> float:
-    started = time.perf_counter()
-    fn()
-    return time.perf_counter() - started
 
 
 # ---- report ----------------------------------------------------------------------------------
