@@ -91,6 +91,10 @@ class FinetuneConfig:
                                          # fine-tuning structures, then a fit on all of them) or
                                          # "validation" (best epoch on the validation structures)
     folds: int = 5                       # k of the cross-validation (at most the number of structures)
+    replay_file: Optional[str] = None    # structures at the pre-training level (eV, A, forces), trained on
+                                         # alongside the new labels with level-specific energy shifts, so
+                                         # what they cover keeps the pre-trained behaviour (finetuning.replay_graphs)
+    replay_index: str = ":"              # which of them, e.g. "0:200"
 
 
 @dataclass

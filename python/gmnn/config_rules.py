@@ -171,6 +171,8 @@ RULES = {
     "finetune.anchor_weight": at_least(0.0),
     "finetune.selection": _one_of("cv", "validation"),
     "finetune.folds": at_least(2),
+    "finetune.replay_file": _text,
+    "finetune.replay_index": _index,
 }
 
 

@@ -4,8 +4,13 @@ optionally freezing layers; energy-only fine-tuning is `training.force_weight: 0
 
 Which epoch to keep is chosen by k-fold cross-validation over all fine-tuning structures
 (selection.py; `finetune.selection: cv`, the default), and the zero-shot model (epoch 0) is
-one of the candidates: the result is never worse than that baseline on the selection data."""
+one of the candidates: the result is never worse than that baseline on the selection data.
+
+`finetune.replay_file` trains on structures at the pre-training level alongside the new labels
+(co-training with level-specific energy shifts, replay_graphs): selection still judges the new
+labels only."""
 import copy
+import dataclasses
 import json
 import logging
 from pathlib import Path
@@ -19,7 +24,8 @@ from .loading import load
 from .config import FINETUNE_TRAINING_DEFAULTS, Config, ConfigError, FinetuneConfig, given
 from .data import DataError, UnknownElementError
 from .model import GMNN, ModelOptions, param_groups
-from .scale_shift import fit_scale_shift
+from .graph import StructureGraph, build_graphs
+from .scale_shift import element_counts, fit_scale_shift, fit_shift
 from . import __version__
 from .checkpoint import CheckpointError, save_checkpoint
 from .config import config_to_dict
@@ -141,7 +147,9 @@ def finetune(config: Config, pretrained_path=None, add_elements=False, resume=Fa
         model, data = prepare(config, pretrained, add_elements)
         if zero_shot_only:
             return write_zero_shot(config, model, data, show_progress)
+        replay = replay_graphs(ft, model, data) if ft.replay_file else []
         if ft.selection == "validation":
+            data = PreparedData(data.train + replay, data.valid, data.test, data.elements)
             trainer = finetuner(config, model, data=data, show_progress=show_progress)
             if resume:
                 trainer.resume()
@@ -159,7 +167,36 @@ def finetune(config: Config, pretrained_path=None, add_elements=False, resume=Fa
                                       "with --overwrite, or another output_dir")
             log.info("%s: this cross-validated fine-tune has finished; nothing to resume", config.output_dir)
             return json.loads(finished.read_text())
-        return cross_validated_finetune(config, model, pool, show_progress)
+        return cross_validated_finetune(config, model, pool, show_progress, replay)
+
+
+def replay_graphs(ft: FinetuneConfig, model: GMNN, data: PreparedData) -> List[StructureGraph]:
+    """finetune.replay_file's structures (labelled at another level, e.g. the pre-training one),
+    their energies moved onto the new level so that one network can train on both: the
+    zero-shot model (pre-trained network, shifts re-fitted on the new labels) predicts them, and
+    the least-squares per-element shift of what it misses is the difference between the two
+    levels' energy zeros, subtracted from their energies. Forces need no such step. Fitted once,
+    from the zero-shot model: the network is trained to keep the replayed structures' energy
+    differences and forces, the two levels keep their own zeros."""
+    from .data import read_structures
+    structures = read_structures(ft.replay_file, index=ft.replay_index)
+    if not structures:
+        raise DataError(f"finetune.replay_file {ft.replay_file}: no structures (replay_index {ft.replay_index!r})")
+    try:
+        graphs = build_graphs(structures, model.atomic_numbers, model.cutoff)
+    except UnknownElementError as exc:
+        raise UnknownElementError(f"finetune.replay_file: {exc}") from None
+    labelled = [g for g in graphs if g.energy is not None]
+    if labelled:
+        n_elements = len(model.atomic_numbers)
+        start = predict_graphs(zero_shot(model, data), labelled, forces=False).energy
+        level_shift = fit_shift(labelled, n_elements, baseline=start)
+        offsets = iter(element_counts(labelled, n_elements) @ level_shift)
+        graphs = [dataclasses.replace(g, energy=g.energy - next(offsets)) if g.energy is not None else g
+                  for g in graphs]
+    log.info("replaying %d structures of %s (%d with energies, %d with forces) alongside the new labels",
+             len(graphs), ft.replay_file, len(labelled), sum(g.forces is not None for g in graphs))
+    return graphs
 
 
 def settings_changed(saved_config: Path, config: Config) -> List[str]:
@@ -171,13 +208,14 @@ def settings_changed(saved_config: Path, config: Config) -> List[str]:
             if section in saved and key in saved[section] and saved[section][key] != value]
 
 
-def cross_validated_finetune(config: Config, model: GMNN, pool: PreparedData, show_progress: bool) -> Dict:
+def cross_validated_finetune(config: Config, model: GMNN, pool: PreparedData, show_progress: bool,
+                             replay: Sequence[StructureGraph] = ()) -> Dict:
     """selection.py's k-fold fine-tune of `model` on `pool`, written as a run directory:
     metrics.csv (one row per epoch: mean training loss of the folds, errors pooled over the
     held-out folds), cross_validation.json (per-fold losses), best.ckpt (the soup of the fold
     models at the chosen epoch, shifts re-fitted on all structures, its uncertainty calibrated on
     the folds' held-out errors), folds/fold<k>.ckpt (the fold models after the last epoch) and
-    final_metrics.json.
+    final_metrics.json. `replay` structures join every fold's training part, never its held-out part.
     Cross-validation is not resumable part-way: `--resume` of an interrupted run starts it again
     (a finished one is left as it is)."""
     ft, t = config.finetune, config.training
@@ -200,7 +238,7 @@ def cross_validated_finetune(config: Config, model: GMNN, pool: PreparedData, sh
     def make(train, valid):
         sizes.append(len(valid))
         return finetuner(copy.deepcopy(config), copy.deepcopy(model), show_progress=False,
-                         data=PreparedData(train, valid, [], pool.elements))
+                         data=PreparedData(train + list(replay), valid, [], pool.elements))
 
     def record(epoch, trainers, metrics, train_losses):
         row = {k: float(np.dot(sizes, [m[k] for m in metrics]) / sum(sizes))
