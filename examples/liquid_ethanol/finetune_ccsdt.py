@@ -2,10 +2,13 @@
 cluster-aware PBE model (train_liquid.py) on N CCSD(T)/cc-pVDZ monomer energies, in several ways,
 and measure monomer CCSD(T) errors AND the PBE errors on dimers/clusters before and after.
 
-    python examples/liquid_ethanol/finetune_ccsdt.py --model runs/liquid_pbe/run/best.ckpt [--n 25]
+    python examples/liquid_ethanol/finetune_ccsdt.py --model runs/liquid_pbe/run/best.ckpt \
+        --contacts runs/liquid_pbe/valid.xyz --replay runs/liquid_pbe/train.xyz [--n 25]
 
 Ways: gmnn-finetune's defaults (layer-wise learning rates, 5-fold CV soup); with an L2-SP anchor to
-the PBE weights (anchor_weight 1e-2); with the descriptor and first dense layer frozen. Test sets:
+the PBE weights (anchor_weight 1e-2); with the descriptor and first dense layer frozen; co-training
+with the PBE dimers/clusters the model was trained on (`finetune.replay_file`: their energies moved
+onto the CCSD(T) level by per-element shifts, their forces trained with force_weight 4). Test sets:
 CCSD(T) energies of frames 50-99 and forces of 13 structures (examples/transfer_learning/data), and
 the dimers/clusters of `--contacts` (PBE, e.g. the cluster-aware run's valid.xyz). The fine-tuned
 models live on the CCSD(T) energy scale, so for the PBE contact sets the energy error is taken
@@ -24,15 +27,29 @@ HERE = Path(__file__).resolve().parent
 ROOT = HERE.parents[1]
 TL = ROOT / "examples" / "transfer_learning" / "data"
 CCSDT, CCSDT_FORCES = TL / "ethanol_ccsdt_ccpvdz.xyz", TL / "ethanol_ccsdt_ccpvdz_forces.xyz"
-WAYS = {"defaults": {}, "anchor 1e-2": {"anchor_weight": 1e-2}, "freeze descriptor + dense0": {"freeze": ["descriptor", "dense0"]}}
+WAYS = {"defaults": {}, "anchor 1e-2": {"anchor_weight": 1e-2}, "freeze descriptor + dense0": {"freeze": ["descriptor", "dense0"]},
+        "replay PBE contacts": {"replay_file": None}}  # the file: --replay
 
 
-def finetune(model: Path, n: int, way: str, out: Path) -> Path:
+def replay_contacts(train_file: Path, out: Path) -> Path:
+    """The dimers and clusters (more than 9 atoms) of the PBE model's training set, to replay."""
+    from ase.io import read, write
+    path = out / "replay_pbe_contacts.xyz"
+    if not path.exists():
+        write(path, [a for a in read(train_file, ":") if len(a) > 9])
+    return path
+
+
+def finetune(model: Path, n: int, way: str, out: Path, replay: Path) -> Path:
     import yaml
     run = out / way.replace(" ", "_").replace("+", "and")
     if not (run / "best.ckpt").exists():
+        settings = dict(WAYS[way])
+        training = {"force_weight": 0.0, "threads": 1}
+        if "replay_file" in settings:  # CCSD(T) energies and the replayed PBE forces
+            settings["replay_file"], training["force_weight"] = str(replay), 4.0
         config = {"output_dir": str(run), "data": {"train_file": str(CCSDT), "train_index": f"0:{n}"},
-                  "training": {"force_weight": 0.0, "threads": 1}, "finetune": WAYS[way]}
+                  "training": training, "finetune": settings}
         path = out / f"{run.name}.yaml"
         path.write_text(yaml.safe_dump(config, sort_keys=False))
         subprocess.run([str(Path(sys.executable).parent / "gmnn-finetune"), str(path), "--from", str(model),
@@ -66,6 +83,8 @@ def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--model", required=True, help="the cluster-aware PBE checkpoint")
     p.add_argument("--contacts", required=True, help="PBE-labelled structures with dimers/clusters (e.g. valid.xyz)")
+    p.add_argument("--replay", required=True, help="the PBE model's training structures (train.xyz): its dimers "
+                                                  "and clusters are replayed")
     p.add_argument("--n", type=int, default=25, help="CCSD(T) energies to fine-tune on (frames 0..n-1)")
     p.add_argument("--out", default=str(ROOT / "runs" / "liquid_ccsdt"))
     args = p.parse_args(argv)
@@ -82,8 +101,10 @@ def main(argv=None):
                         "--zero-shot", "--no-progress", "--overwrite"], check=True, stdout=subprocess.DEVNULL)
     rows = {"PBE model as is": errors(load(args.model), args.contacts),
             "zero-shot (shifts re-fitted)": errors(load(zero_shot / "best.ckpt"), args.contacts)}
+    replay = replay_contacts(Path(args.replay), out)
     for way in WAYS:
-        rows[f"fine-tuned: {way}"] = errors(load(finetune(Path(args.model).resolve(), args.n, way, out)), args.contacts)
+        rows[f"fine-tuned: {way}"] = errors(load(finetune(Path(args.model).resolve(), args.n, way, out, replay)),
+                                            args.contacts)
     (out / "finetune_ccsdt.json").write_text(json.dumps({"n_ccsdt": args.n, "model": args.model,
                                                           "contacts": args.contacts, "rows": rows}, indent=2))
     lines = [f"N = {args.n} CCSD(T) energies. | model | CCSD(T) E MAE (kcal/mol) | CCSD(T) F MAE (kcal/mol/Å) | "

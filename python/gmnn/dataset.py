@@ -90,7 +90,8 @@ def check_labels(structures, config: Config) -> None:
         raise DataError(f"{d.train_file}: no labels to train on: energies {'found' if has_energy else 'missing'} "
                         f"(energy_weight {t.energy_weight}), forces {'found' if has_forces else 'missing'} "
                         f"(force_weight {t.force_weight}); set data.energy_key / forces_key?")
-    if t.force_weight > 0 and not has_forces:
+    replay = config.finetune is not None and config.finetune.replay_file  # its forces are what force_weight trains
+    if t.force_weight > 0 and not has_forces and not replay:
         log.warning("%s: no structure has forces, so training uses energies only (force_weight %g has no "
                     "effect); set training.force_weight: 0 to say so", d.train_file, t.force_weight)
     check_energy_outliers(structures, d.energy_outlier_limit,
