@@ -254,3 +254,37 @@ def test_bad_configs_are_one_line_errors(xtb_start, tmp_path, capsys, change, me
     err = capsys.readouterr().err.strip()
     assert err.startswith("error: ") and "\n" not in err and message in err, err
     assert not (tmp_path / "run").exists()  # nothing written
+
+
+def test_a_periodic_liquid_is_labelled_as_clusters_around_its_most_uncertain_atoms(xtb_start, tmp_path):
+    """Liquids: the MD runs in a periodic box of 8 ethanol molecules; each picked frame is labelled
+    as the cluster of 2 whole molecules around its most uncertain atom (selection.cluster_molecules),
+    which quantum chemistry can compute, and the next model trains on them."""
+    import ase.io
+    from gmnn.clusters import liquid_box
+    from gmnn.config import ConfigError
+    molecule = ase.io.read(ETHANOL, index=0)
+    molecule.pbc, molecule.cell = False, None
+    ase.io.write(tmp_path / "box.xyz", liquid_box(molecule, 8, 0.785, seed=2))
+    config = active_config(xtb_start, tmp_path / "liquid", **{"md.start": str(tmp_path / "box.xyz"),
+                                                              "md.trajectories": 1, "md.steps": 40,
+                                                              "md.isolated_distance": None, "md.sample_every": 2, "md.threshold": 8.0,
+                                                              "selection.batch": 2})
+    with pytest.raises(ConfigError, match="cluster_molecules"):
+        run(config)
+    config["selection"]["cluster_molecules"] = 2
+    report = run(config)
+    assert report["labels"] == 2
+    it = tmp_path / "liquid" / "iter_0"
+    candidates, labels = frames(it / "candidates.xyz"), frames(it / "labels.xyz")
+    assert all(c.pbc.all() for c in candidates)
+    for picked, label in zip(frames(it / "selected.xyz"), labels):
+        frame = candidates[picked.info["candidate"]]
+        atom = picked.info["centre_atom"]
+        assert atom == int(np.argmax(frame.arrays["sigma_F"]))
+        assert len(label) == 18 and not label.pbc.any() and np.isfinite(label.get_forces()).all()
+        # the central molecule is the uncertain atom's, whole: its distances as in the frame (minimum image)
+        m = atom // 9 * 9 + np.arange(9)  # liquid_box writes molecule after molecule
+        np.testing.assert_allclose(label.get_all_distances()[:9, :9], frame.get_all_distances(mic=True)[np.ix_(m, m)],
+                                   atol=1e-6)
+    assert len(frames(it / "train_set.xyz")) == 30 + 2

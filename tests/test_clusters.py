@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from ase import Atoms
 
-from gmnn.clusters import (SphericalWall, cut_clusters, density_g_cm3, dimers, hbond_distance, liquid_box,
+from gmnn.clusters import (SphericalWall, cluster_around, cut_clusters, density_g_cm3, dimers, hbond_distance, liquid_box,
                            liquid_droplet, liquid_frames, molecules, scan, whole_positions)
 from gmnn_testing import ETHANOL
 
@@ -171,6 +171,32 @@ def test_cut_clusters_refuses_a_frame_with_broken_molecules(box):
     del broken[0]  # a molecule lost an atom
     with pytest.raises(ClusterError, match="bond"):
         cut_clusters(broken, SIZE, 5.0, 3, np.random.default_rng(0))
+
+
+def test_cluster_around_an_atom_keeps_the_start_topology_where_molecules_overlap(box, ethanol):
+    """Active learning labels the cluster around the most uncertain atom of a periodic frame, often
+    one where molecules came too close: the molecules are those of the start (not this frame's
+    bond graph), whole across the boundary, the atom's molecule first, then the closest."""
+    mols = molecules(box)
+    frame = box.copy()
+    d = _molecule_distances(box, mols)
+    a, b = 3, int(np.argsort(d[3])[1])  # molecule 3 and its closest neighbour
+    i, j = mols[a][0], mols[b][0]
+    frame.positions[j] = frame.positions[i] + [0.4, 0.0, 0.0]  # an atom pushed into another molecule
+    assert {len(m) for m in molecules(frame)} != {SIZE}  # the bond graph now merges them
+    cluster = cluster_around(frame, mols, atom=int(i), max_molecules=3, cutoff=5.0)
+    assert cluster.info["molecules"] == 3 and not np.any(cluster.pbc)
+    np.testing.assert_array_equal(cluster.numbers[:SIZE], frame.numbers[mols[a]])
+    first = cluster.positions[:SIZE] - cluster.positions[0]
+    np.testing.assert_allclose(first, frame.get_distances(int(i), mols[a], mic=True, vector=True), atol=1e-9)
+    contacts = [np.linalg.norm(cluster.positions[:SIZE, None] - cluster.positions[None, k * SIZE:(k + 1) * SIZE],
+                               axis=-1).min() for k in (1, 2)]
+    assert contacts[0] < 0.5  # the pushed atom's molecule is the closest
+    assert contacts == sorted(contacts) and contacts[1] < 5.0
+    # an untouched frame: the same cluster as cut_clusters around that molecule
+    same = cluster_around(box, mols, atom=int(mols[a][0]), max_molecules=3)
+    _assert_whole_ethanols(same, ethanol, 3)
+    np.testing.assert_allclose(same.info["neighbour_distances"], np.sort(np.delete(d[a], a))[:2], atol=1e-3)
 
 
 # ---- dimers ---------------------------------------------------------------------------------

@@ -46,6 +46,11 @@ def kind(atoms) -> str:
     return label if label.startswith("dimer") else f"dimer ({label})"
 
 
+def labelled(path: Path) -> bool:
+    """The label file has at least one structure (gmnn-label creates it empty when it starts)."""
+    return path.exists() and path.stat().st_size > 0
+
+
 def read_labelled(path: Path):
     """A label file's frames with the metadata of the geometries they were computed for (files
     labelled before gmnn-label kept it lack kind=; the source file, same name without the level
@@ -65,7 +70,7 @@ def gather(out: Path) -> dict:
     from ase.io import write
     train, valid, counts = [], [], {}
     for path in MONOMERS + CONTACTS:
-        if not path.exists():
+        if not labelled(path):
             continue
         frames = read_labelled(path)
         for k, atoms in enumerate(frames):
@@ -112,7 +117,7 @@ def evaluate(out: Path) -> dict:
     from ase.io import read
     from gmnn.loading import load
     sets = {"validation": read(out / "valid.xyz", ":")}
-    if HELDOUT.exists():
+    if labelled(HELDOUT):
         sets["held-out"] = read_labelled(HELDOUT)
     models = {"monomer-only (ethanol-pbe-def2svp)": load(MONOMER_MODEL), "cluster-aware": load(out / "run" / "best.ckpt")}
     result = {name: {s: errors_by_kind(m, frames) for s, frames in sets.items()} for name, m in models.items()}

@@ -36,6 +36,7 @@ import numpy as np
 from .config import (Config, ConfigError, DataConfig, TrainingConfig, _build, _fields, config_to_dict,
                      load_yaml_config)
 from .config_rules import RULES, SEED_LIMIT, at_least, shown
+from .clusters import cluster_around, molecules
 from .labelling import Interrupted, label_structures
 
 log = logging.getLogger(__name__)
@@ -62,6 +63,10 @@ class MDConfig:
 class SelectionConfig:
     batch: int = 10                     # labels per iteration
     method: str = "uncertainty"         # "uncertainty" (greedy, with diversity) or "random" (the baseline)
+    cluster_molecules: int = 0          # 0: label the picked frames; N: label the cluster of at most N whole
+                                        # molecules around each picked frame's most uncertain atom (liquids:
+                                        # periodic frames that quantum chemistry cannot label whole)
+    cluster_cutoff: float = 5.0         # A: molecules farther than this from the central one stay out
 
 
 @dataclass
@@ -112,6 +117,8 @@ ACTIVE_RULES = {
     "md.isolated_distance": lambda v: _positive("A")(v) and f"{_positive('A')(v)} (or null: no check)",
     "selection.batch": at_least(1),
     "selection.method": _one_of("uncertainty", "random"),
+    "selection.cluster_molecules": at_least(0),
+    "selection.cluster_cutoff": _positive("A"),
 }
 # settings --resume may change: they do not change what the finished stages did
 CHANGEABLE = {"max_iterations", "label_workers", "training.threads", "training.device", "training.eval_batch_size"}
@@ -261,7 +268,20 @@ class _Loop:
         starts = read_structures(c.md.start, energy_key="none", forces_key="none")
         build_graphs(starts, self.start_model.atomic_numbers, self.start_model.cutoff)  # unknown elements: an error now
         self.starts = [s.to_atoms() for s in starts]
-        check_level(self.level, self.starts)
+        if any(a.pbc.any() for a in self.starts) and not c.selection.cluster_molecules:
+            raise ConfigError(f"md.start {c.md.start} is periodic, and quantum chemistry labels isolated structures: "
+                              "set selection.cluster_molecules: N to label clusters of N whole molecules cut around "
+                              "the most uncertain atoms")
+        self.topologies = [molecules(a) for a in self.starts]
+        check_level(self.level, [self._to_label(a, j, 0) for j, a in enumerate(self.starts)])
+
+    def _to_label(self, frame, trajectory: int, atom: int):
+        """What is labelled for a picked frame: the frame, or the cluster around `atom`."""
+        s = self.config.selection
+        if not s.cluster_molecules:
+            return frame
+        return cluster_around(frame, self.topologies[trajectory % len(self.starts)], atom, s.cluster_molecules,
+                              s.cluster_cutoff)
 
     def _write_data(self):
         """The data section's structures, read once (units, indices, split) and written in eV, eV/A:
@@ -400,8 +420,12 @@ class _Loop:
             sigma = [float(np.sqrt(float(u.force_scale) ** 2 * q + float(u.force_floor) ** 2)) for q in picked.rigidity]
         selected = []
         for i, sig in zip(picked.indices, sigma):
-            frame = candidates[i].copy()
+            frame = candidates[i]
+            atom = int(np.argmax(frame.arrays["sigma_F"])) if "sigma_F" in frame.arrays else 0
+            frame = self._to_label(frame, int(frame.info.get("trajectory", 0)), atom).copy()
             frame.info.update(candidate=int(i), sigma_F_at_pick=sig)
+            if self.config.selection.cluster_molecules:
+                frame.info["centre_atom"] = atom
             selected.append(frame)
         _write_frames(it / "selected.xyz", selected)
         _write_json(it / "selection.json", {"method": s.method, "candidates": len(candidates),

@@ -362,13 +362,18 @@ def _split(frame: Atoms, molecule_size: int) -> Tuple[List[np.ndarray], np.ndarr
     if sizes != [molecule_size]:
         raise ClusterError(f"molecules of {', '.join(map(str, sizes))} atoms, expected {molecule_size} "
                            f"(a bond broken or formed)")
-    pos = whole_positions(frame)
-    if frame.pbc.all():  # each molecule's centre of mass into the cell: 27 images then find the nearest
+    return mols, _into_cell(frame, mols, whole_positions(frame))
+
+
+def _into_cell(frame: Atoms, mols: Sequence[np.ndarray], pos: np.ndarray) -> np.ndarray:
+    """Whole molecules' positions with each centre of mass moved into the cell (periodic frames),
+    so that the 27 images of _images find every molecule's nearest copy."""
+    if frame.pbc.all():
         masses = frame.get_masses()
         for m in mols:
             centre = (masses[m, None] * pos[m]).sum(axis=0) / masses[m].sum()
             pos[m] += frame.cell.cartesian_positions(frame.cell.scaled_positions(centre[None]) % 1.0)[0] - centre
-    return mols, pos
+    return pos
 
 
 def _nearest_images(pos: np.ndarray, mols: List[np.ndarray], centre: int, images: np.ndarray):
@@ -420,15 +425,41 @@ def cut_clusters(frame: Atoms, molecule_size: int, cutoff: float = 5.0, max_mole
         keep = [int(c)] + [int(k) for k in near[:size - 1]]
         if len(keep) < 2:
             continue
-        xyz = np.concatenate([placed[k] for k in keep])
-        numbers = np.concatenate([frame.numbers[mols[k]] for k in keep])
-        cluster = Atoms(numbers=numbers, positions=xyz)
-        cluster.positions -= cluster[:len(mols[c])].get_center_of_mass()
-        cluster.info.update(_info_from(frame))
-        cluster.info.update(kind="cluster", molecules=len(keep),
-                            neighbour_distances=np.round(dist[keep[1:]], 4).tolist())
-        out.append(cluster)
+        out.append(_cluster(frame, mols, placed, keep, dist))
     return out
+
+
+def _cluster(frame: Atoms, mols, placed, keep: List[int], dist: np.ndarray) -> Atoms:
+    """The molecules `keep` (central first) at their `placed` positions, as a non-periodic cluster
+    centred on the central molecule's centre of mass."""
+    numbers = np.concatenate([frame.numbers[mols[k]] for k in keep])
+    cluster = Atoms(numbers=numbers, positions=np.concatenate([placed[k] for k in keep]))
+    cluster.positions -= cluster[:len(mols[keep[0]])].get_center_of_mass()
+    cluster.info.update(_info_from(frame))
+    cluster.info.update(kind="cluster", molecules=len(keep), neighbour_distances=np.round(dist[keep[1:]], 4).tolist())
+    return cluster
+
+
+def cluster_around(frame: Atoms, mols: Sequence[np.ndarray], atom: int, max_molecules: int,
+                   cutoff: float = 5.0) -> Atoms:
+    """The cluster of whole molecules that quantum chemistry can label for one atom of a liquid
+    frame (periodic or not): the atom's molecule and the up to max_molecules - 1 molecules
+    closest to it (smallest atom distance, nearest periodic image) within `cutoff` A; central
+    molecule first, as cut_clusters. `mols`: each molecule's atom indices from the topology the
+    MD started with, not from this frame's bonds: the frames active learning picks are those
+    where atoms of different molecules came too close, which the bond graph would merge."""
+    if max_molecules < 1:
+        raise ClusterError(f"a cluster needs at least 1 molecule, got max_molecules {max_molecules}")
+    pos = frame.positions.copy()
+    if frame.pbc.any():  # each molecule whole: its atoms' nearest images of its first atom
+        from ase.geometry import find_mic
+        for m in mols:
+            pos[m] = pos[m[0]] + find_mic(pos[m] - pos[m[0]], frame.cell, frame.pbc)[0]
+    mols = [np.asarray(m) for m in mols]
+    centre = next(k for k, m in enumerate(mols) if atom in m)
+    placed, dist = _nearest_images(_into_cell(frame, mols, pos), mols, centre, _images(frame))
+    near = [int(k) for k in np.argsort(dist, kind="stable") if k != centre and dist[k] < cutoff]
+    return _cluster(frame, mols, placed, [centre] + near[:max_molecules - 1], dist)
 
 
 def _donors_acceptors(atoms: Atoms) -> Tuple[np.ndarray, np.ndarray]:
