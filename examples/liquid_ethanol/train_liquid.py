@@ -9,7 +9,8 @@ Data (all PBE/def2-SVP by gmnn-label, energies in eV):
 - monomers: the 1300 frames of the shipped model ethanol-pbe-def2svp
   (examples/transfer_learning/data: 1000 frames of 300-1000 K xTB MD, 300 of 500 K);
 - dimers and clusters: data/ethanol_{dimers,clusters}_pbe_def2svp.xyz (make_data.py; labelling
-  runs in the background and resumes, this script takes what is there).
+  runs in the background and resumes, this script takes what is there), and the clusters active
+  learning cut from the liquid, data/ethanol_active_clusters_pbe_def2svp.xyz (active_liquid.py).
 Every 10th structure of each file validates (chooses the best epoch); the held-out set
 (data/ethanol_liquid_heldout_pbe_def2svp.xyz: clusters and dimers of another droplet run at
 another temperature) is only measured. The model has the shipped model's architecture (r_c 5 Å,
@@ -31,7 +32,8 @@ HERE = Path(__file__).resolve().parent
 ROOT = HERE.parents[1]
 MONOMERS = [ROOT / "examples" / "transfer_learning" / "data" / name
             for name in ("ethanol_xtb_md_300-1000K_pbe_def2svp.xyz", "ethanol_md500K_pbe_def2svp.xyz")]
-CONTACTS = [HERE / "data" / "ethanol_dimers_pbe_def2svp.xyz", HERE / "data" / "ethanol_clusters_pbe_def2svp.xyz"]
+CONTACTS = [HERE / "data" / "ethanol_dimers_pbe_def2svp.xyz", HERE / "data" / "ethanol_clusters_pbe_def2svp.xyz",
+            HERE / "data" / "ethanol_active_clusters_pbe_def2svp.xyz"]  # the last: active_liquid.py
 HELDOUT = HERE / "data" / "ethanol_liquid_heldout_pbe_def2svp.xyz"
 MONOMER_MODEL = "ethanol-pbe-def2svp"
 
@@ -40,8 +42,8 @@ def kind(atoms) -> str:
     """monomer, cluster, or the dimer's kind (hbond, contact, scan) as make_data.py wrote it."""
     if len(atoms) == 9:
         return "monomer"
-    if len(atoms) > 18:
-        return "cluster"
+    if len(atoms) > 18:  # droplet clusters (make_data.py) or those active learning cut from the liquid
+        return "cluster (active)" if atoms.info.get("kind") == "cluster (active)" else "cluster"
     label = str(atoms.info.get("kind", "?"))
     return label if label.startswith("dimer") else f"dimer ({label})"
 
