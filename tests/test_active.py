@@ -266,10 +266,9 @@ def test_a_periodic_liquid_is_labelled_as_clusters_around_its_most_uncertain_ato
     molecule = ase.io.read(ETHANOL, index=0)
     molecule.pbc, molecule.cell = False, None
     ase.io.write(tmp_path / "box.xyz", liquid_box(molecule, 8, 0.785, seed=2))
-    config = active_config(xtb_start, tmp_path / "liquid", **{"md.start": str(tmp_path / "box.xyz"),
-                                                              "md.trajectories": 1, "md.steps": 40,
-                                                              "md.isolated_distance": None, "md.sample_every": 2, "md.threshold": 8.0,
-                                                              "selection.batch": 2})
+    config = active_config(xtb_start, tmp_path / "liquid", **{
+        "md.start": str(tmp_path / "box.xyz"), "md.trajectories": 1, "md.steps": 40, "md.isolated_distance": None,
+        "md.sample_every": 2, "md.threshold": 8.0, "selection.batch": 2})
     with pytest.raises(ConfigError, match="cluster_molecules"):
         run(config)
     config["selection"]["cluster_molecules"] = 2

@@ -49,20 +49,17 @@ def config(out: Path, model: str, data: Path, iterations: int) -> Path:
 
 
 def collect(out: Path) -> int:
-    """Every iteration's labels, each geometry once, into LABELS; the count."""
+    """Every iteration's labels into LABELS (gmnn-active labels no geometry twice); the count."""
     import ase.io
-    from gmnn.label_file import geometry_key
-    frames, seen = [], set()
+    from train_liquid import labelled
+    frames = []
     for labels in sorted(out.glob("iter_*/labels.xyz"), key=lambda p: int(p.parent.name.split("_")[1])):
-        if labels.stat().st_size == 0:
+        if not labelled(labels):
             continue
+        iteration = int(labels.parent.name.split("_")[1])
         for a in ase.io.read(labels, ":"):
-            key = geometry_key(a.numbers, a.positions)
-            if key not in seen:
-                seen.add(key)
-                a.info["kind"] = "cluster (active)"
-                a.info["iteration"] = int(labels.parent.name.split("_")[1])
-                frames.append(a)
+            a.info.update(kind="cluster (active)", iteration=iteration)
+            frames.append(a)
     if frames:
         ase.io.write(LABELS, frames, format="extxyz")
     return len(frames)
