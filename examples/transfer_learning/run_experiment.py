@@ -10,6 +10,8 @@ Writes results.json, learning_curve.png into --out (default runs/transfer_learni
 Finished runs are reused (delete their folder to redo them).
 
     python examples/transfer_learning/run_experiment.py [--quick]
+    python examples/transfer_learning/run_experiment.py --pretrained organic-gfn2xtb --sizes 10,25,50 --no-scratch \
+        --out runs/tl_organic     # step 2-3 from another model (a checkpoint or a shipped name)
 """
 import argparse
 import json
@@ -24,6 +26,7 @@ from gmnn.data import read_structures, write_structures
 from gmnn.evaluation import error_metrics, predict_graphs
 from gmnn.finetuning import finetune
 from gmnn.graph import build_graphs
+from gmnn.pretrained import resolve_model_source
 from gmnn.training import Trainer
 
 HERE = Path(__file__).resolve().parent
@@ -87,6 +90,10 @@ def main():
     p.add_argument("--config", default=str(HERE / "experiment.yaml"))
     p.add_argument("--out", default="runs/transfer_learning")
     p.add_argument("--quick", action="store_true", help="few epochs, to check the pipeline")
+    p.add_argument("--pretrained", default=None,
+                   help="start from this model (checkpoint or shipped name) instead of pre-training on PBE")
+    p.add_argument("--sizes", default=None, help="comma-separated N (default: experiment.yaml's sizes)")
+    p.add_argument("--no-scratch", action="store_true", help="leave out the from-scratch runs")
     args = p.parse_args()
     cfg = yaml.safe_load(open(args.config))
     data = lambda key: HERE / cfg[key]
@@ -96,14 +103,18 @@ def main():
     if args.quick:
         pre_training["epochs"], small_training["epochs"], ft_settings["training"]["epochs"] = 5, 5, 5
 
-    # 1. pre-train on PBE (90 % train, 10 % validation, at random)
-    pbe_file = pretraining_file(cfg["pretrain_data"], out)
-    n_pbe = len(read_structures(pbe_file))
-    n_val = max(1, n_pbe // 10)
-    pre_cfg = run_config(out / "pretrain", pbe_file, f"0:{n_pbe - n_val}", pbe_file,
-                         f"{n_pbe - n_val}:", cfg["model"], pre_training, pre_training.get("force_weight", 4.0))
-    pretrained = trained(pre_cfg, lambda c: Trainer(c, show_progress=True))
-    pretrained_path = Path(pre_cfg.output_dir) / "best.ckpt"
+    out.mkdir(parents=True, exist_ok=True)
+    if args.pretrained:  # another starting point, e.g. a shipped organic model
+        pretrained_path = resolve_model_source(args.pretrained)
+        pretrained, n_pbe = load_model(pretrained_path), None
+    else:  # 1. pre-train on PBE (90 % train, 10 % validation, at random)
+        pbe_file = pretraining_file(cfg["pretrain_data"], out)
+        n_pbe = len(read_structures(pbe_file))
+        n_val = max(1, n_pbe // 10)
+        pre_cfg = run_config(out / "pretrain", pbe_file, f"0:{n_pbe - n_val}", pbe_file,
+                             f"{n_pbe - n_val}:", cfg["model"], pre_training, pre_training.get("force_weight", 4.0))
+        pretrained = trained(pre_cfg, lambda c: Trainer(c, show_progress=True))
+        pretrained_path = Path(pre_cfg.output_dir) / "best.ckpt"
 
     elements = pretrained.atomic_numbers
     pool_start, pool_stop = (int(x) for x in cfg["fine_tune_pool"].split(":"))
@@ -118,9 +129,11 @@ def main():
     force_train = [s for s in with_forces if not any(np.allclose(s.positions, t) for t in test_positions)]
     force_graphs = build_graphs(force_test, elements, pretrained.cutoff)
 
-    results = {"pretrained_pbe_on_ccsdt": test_errors(pretrained, test, force_graphs), "runs": [],
-               "test_structures": len(test), "pretraining_structures": n_pbe}
-    sizes = [n for n in cfg["sizes"] if pool_start + n <= pool_stop]
+    results = {"pretrained_on_ccsdt": test_errors(pretrained, test, force_graphs), "runs": [],
+               "test_structures": len(test), "pretraining_structures": n_pbe,
+               "pretrained": str(args.pretrained or pretrained_path)}
+    sizes = [int(n) for n in args.sizes.split(",")] if args.sizes else cfg["sizes"]
+    sizes = [n for n in sizes if pool_start + n <= pool_stop]
     rows = {n: {"n": n} for n in sizes}
 
     def finetuned(n, kind, train_file, first, force_weight):
@@ -159,9 +172,10 @@ def main():
     jobs += [(n, "finetune_energy_only", lambda n=n: finetuned(n, "energy", energies, pool_start, 0.0)) for n in sizes]
     jobs += [(n, "finetune_with_forces", lambda n=n: finetuned(n, "forces", forces_subset(n), 0, 4.0))
              for n in sizes if len(force_train) >= n]
-    jobs += [(n, "scratch_energy_only", lambda n=n: scratch(n, "energy", energies, pool_start, 0.0)) for n in sizes]
-    jobs += [(n, "scratch_with_forces", lambda n=n: scratch(n, "forces", forces_subset(n), 0, 4.0))
-             for n in sizes if len(force_train) >= n]
+    if not args.no_scratch:
+        jobs += [(n, "scratch_energy_only", lambda n=n: scratch(n, "energy", energies, pool_start, 0.0)) for n in sizes]
+        jobs += [(n, "scratch_with_forces", lambda n=n: scratch(n, "forces", forces_subset(n), 0, 4.0))
+                 for n in sizes if len(force_train) >= n]
     for n, key, job in jobs:
         rows[n][key] = job()
         print(json.dumps({"n": n, key: rows[n][key]}), flush=True)
@@ -186,11 +200,11 @@ def table(results) -> str:
     fmt = lambda d: (f"{d['energy_mae_kcal']:.3f}" + (f" / {d['forces_mae_kcal']:.2f}" if "forces_mae_kcal" in d else ""))
     for r in results["runs"]:
         rows.append(f"| {r['n']} | " + " | ".join(fmt(r[k]) if k in r else "-" for k, _ in used) + " |")
-    pre = results["pretrained_pbe_on_ccsdt"]
+    pre = results["pretrained_on_ccsdt"]
     rows.append("")
     rows.append(f"Energy MAE / force MAE on the CCSD(T) test set ({results['test_structures']} energies"
                 + (f", forces of {pre['n_force_structures']} structures" if "n_force_structures" in pre else "")
-                + f"), kcal/mol and kcal/mol/Å. Pre-trained PBE model as is: {fmt(pre)}.")
+                + f"), kcal/mol and kcal/mol/Å. The pre-trained model ({results['pretrained']}) as is: {fmt(pre)}.")
     return "\n".join(rows) + "\n"
 
 
@@ -217,7 +231,7 @@ def plot(results, path):
     for ax in axes[0]:
         ax.set_xlabel("CCSD(T) training structures N")
         ax.legend(fontsize=8)
-    fig.suptitle("Ethanol: pre-trained on PBE/def2-SVP, fine-tuned on CCSD(T)/cc-pVDZ")
+    fig.suptitle(f"Ethanol: {results['pretrained']} fine-tuned on CCSD(T)/cc-pVDZ")
     fig.tight_layout()
     fig.savefig(path, dpi=120)
 

@@ -420,13 +420,18 @@ def cut_clusters(frame: Atoms, molecule_size: int, cutoff: float = 5.0, max_mole
     out = []
     for c in chosen:
         placed, dist = _nearest_images(pos, mols, int(c), images)
-        near = [k for k in np.argsort(dist, kind="stable") if k != c and dist[k] < cutoff]
         size = int(rng.integers(low, max_molecules + 1))
-        keep = [int(c)] + [int(k) for k in near[:size - 1]]
+        keep = [int(c)] + _nearest(dist, int(c), cutoff)[:size - 1]
         if len(keep) < 2:
             continue
         out.append(_cluster(frame, mols, placed, keep, dist))
     return out
+
+
+def _nearest(dist: np.ndarray, centre: int, cutoff: float) -> List[int]:
+    """The molecules other than `centre` within `cutoff` A of it (`dist`: smallest atom distance
+    to it), closest first."""
+    return [int(k) for k in np.argsort(dist, kind="stable") if k != centre and dist[k] < cutoff]
 
 
 def _cluster(frame: Atoms, mols, placed, keep: List[int], dist: np.ndarray) -> Atoms:
@@ -458,8 +463,7 @@ def cluster_around(frame: Atoms, mols: Sequence[np.ndarray], atom: int, max_mole
     mols = [np.asarray(m) for m in mols]
     centre = next(k for k, m in enumerate(mols) if atom in m)
     placed, dist = _nearest_images(_into_cell(frame, mols, pos), mols, centre, _images(frame))
-    near = [int(k) for k in np.argsort(dist, kind="stable") if k != centre and dist[k] < cutoff]
-    return _cluster(frame, mols, placed, [centre] + near[:max_molecules - 1], dist)
+    return _cluster(frame, mols, placed, [centre] + _nearest(dist, centre, cutoff)[:max_molecules - 1], dist)
 
 
 def _donors_acceptors(atoms: Atoms) -> Tuple[np.ndarray, np.ndarray]:
