@@ -69,3 +69,14 @@ def test_a_smiles_that_is_not_the_structure_is_refused():
     atoms.calc = MMFF94()
     with pytest.raises(MoleculeError, match="does not have the atoms"):
         atoms.get_potential_energy()
+
+
+@pytest.mark.parametrize("smiles, seed", [("C1COC1", 1), ("C1CNC1", 917090), ("OC1COC1", 38870)])
+def test_a_start_from_smiles_relaxes_with_the_smiles_bonds(smiles, seed):  # oxetane, azetidine, oxetan-3-ol
+    """The relaxation that starts gmnn-sample --smiles gives MMFF94 the SMILES: bonds perceived from
+    an ETKDG geometry of a four-membered ring gave a valence error (7 of 477 organic molecules
+    could not be sampled)."""
+    from gmnn.molecules import start_from_smiles
+    atoms = start_from_smiles(smiles, seed=seed, calculator="mmff94")
+    assert atoms.info["smiles"] == smiles and atoms.info["relax_fmax"] < 0.05
+    assert bond_set(atoms) == bond_set(conformer(smiles, seed=seed))

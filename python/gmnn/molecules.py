@@ -111,6 +111,7 @@ def relax(atoms: Atoms, calculator="gfn2-xtb", fmax: float = 0.05, steps: int = 
     from ase.optimize import BFGS
     from .sampling import make_calculator
     moved = Atoms(numbers=atoms.numbers, positions=atoms.positions)
+    moved.info.update(atoms.info)  # the SMILES: MMFF94 takes its bonds from it, not from the geometry
     moved.calc = make_calculator(calculator) if isinstance(calculator, str) else calculator
     before = bond_set(moved)
     BFGS(moved, logfile=None).run(fmax=fmax, steps=steps)
