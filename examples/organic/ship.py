@@ -1,0 +1,148 @@
+"""Ship a pre-trained organic model into the package (issue 17): its best checkpoint without
+optimizer state as python/gmnn/pretrained_models/<name>.ckpt, and its model card <name>.json with
+the errors measured here (the run's validation frames, every held-out molecule, which training
+never saw), plus results/<name>_heldout.md, the held-out errors molecule by molecule.
+
+    python examples/organic/ship.py --run runs/organic_gfn2 --name organic-gfn2xtb
+"""
+import argparse
+import csv
+import json
+from collections import defaultdict
+from pathlib import Path
+
+import gmnn
+from gmnn.checkpoint import load_checkpoint, load_model
+from gmnn.data import read_structures
+from gmnn.evaluation import error_metrics, predict_graphs
+from gmnn.graph import build_graphs
+from gmnn.pretrained import MODELS_DIR, sha256, slim_checkpoint
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parents[1]
+KCAL = 23.0605  # kcal/mol per eV
+LEVELS = {"gfn2-xtb": "GFN2-xTB (tblite), total energies and forces of the neutral singlet, no solvent",
+          "pbe/def2-svp": "PBE/def2-SVP (PySCF, density fitting), all-electron total energies and forces of the "
+                          "neutral singlet; the level of rMD17 and of the project's other data"}
+
+
+def errors(metrics: dict, description: str) -> dict:
+    out = {"description": description, "n_structures": int(metrics["n_structures"])}
+    for key in ("energy_mae", "energy_rmse", "energy_per_atom_mae", "forces_mae", "forces_rmse"):
+        out[key + ("_eV" if key.startswith("energy") else "_eV_per_A")] = round(metrics[key], 5)
+    out["energy_mae_kcal_per_mol"] = round(KCAL * metrics["energy_mae"], 3)
+    out["forces_mae_kcal_per_mol_per_A"] = round(KCAL * metrics["forces_mae"], 3)
+    return out
+
+
+def per_molecule(model, structures) -> dict:
+    """Errors of each molecule (info['name']) and of all of them together."""
+    groups = defaultdict(list)
+    for s in structures:
+        groups[s.info["name"]].append(s)
+    predict = lambda group: error_metrics(predict_graphs(model, build_graphs(group, model.atomic_numbers, model.cutoff)))
+    return {name: predict(group) for name, group in sorted(groups.items())}, predict(structures)
+
+
+def table(rows: dict, level: str) -> str:
+    lines = [f"| held-out molecule | structures | E MAE (meV) | E MAE (meV/atom) | F MAE (meV/Å) |", "|---|---|---|---|---|"]
+    for name, m in rows.items():
+        lines.append(f"| {name} | {m['n_structures']} | {1000 * m['energy_mae']:.1f} | "
+                     f"{1000 * m['energy_per_atom_mae']:.2f} | {1000 * m['forces_mae']:.1f} |")
+    return (f"Errors of the pre-trained model against {level} labels of the 20 molecules that no training split "
+            "holds (examples/organic/molecules.csv, split=heldout; make_data.py's held-out set: MMFF94 MD at "
+            "300-1000 K and GFN2-xTB normal modes at 500/1000 K).\n\n" + "\n".join(lines) + "\n")
+
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--run", required=True, help="the gmnn-train output folder (best.ckpt, final_metrics.json)")
+    p.add_argument("--name", required=True, help="the shipped name, e.g. organic-gfn2xtb")
+    p.add_argument("--level", default="gfn2-xtb", choices=sorted(LEVELS))
+    p.add_argument("--heldout", default=str(HERE / "data" / "xtb" / "organic_heldout_gfn2.xyz"))
+    p.add_argument("--cost", default="", help="how long training took, for the card")
+    args = p.parse_args()
+    run = Path(args.run)
+    metrics = json.loads((run / "final_metrics.json").read_text())
+    config = json.loads((run / "config.json").read_text())
+    payload = load_checkpoint(run / "best.ckpt")
+
+    destination = MODELS_DIR / f"{args.name}.ckpt"
+    slim_checkpoint(run / "best.ckpt", destination)
+    model = load_model(destination)
+    molecules, heldout = per_molecule(model, read_structures(args.heldout))
+    (HERE / "results").mkdir(exist_ok=True)
+    (HERE / "results" / f"{args.name}_heldout.md").write_text(table(molecules, args.level))
+
+    n_train, n_valid = metrics["train"]["n_structures"], metrics["valid"]["n_structures"]
+    with open(HERE / "molecules.csv") as f:
+        n_molecules = sum(row["split"] == "train" for row in csv.DictReader(f))
+    card = {
+        "name": args.name,
+        "summary": f"GM-NN for small organic molecules (C, H, N, O; up to 9 heavy atoms) at {args.level}, pre-trained on "
+                   f"{n_train + n_valid} structures of {n_molecules} molecules: a starting point for fine-tuning on a few "
+                   "higher-level labels of a molecule it has never seen.",
+        "elements": model.symbols,
+        "level_of_theory": {"labels": LEVELS[args.level], "gmnn_label_level": args.level,
+                            "units": "energies in eV (total electronic energies), forces in eV/Angstrom, "
+                                     "positions in Angstrom"},
+        "training_data": {
+            "structures": n_train + n_valid, "molecules": n_molecules,
+            "split": f"a random {n_valid} of them validate (chose the best epoch), {n_train} train",
+            "geometries": "per molecule, from its SMILES (RDKit ETKDG conformers): MMFF94 Langevin MD at 300, 500, "
+                          "700 and 1000 K (45 frames each) and GFN2-xTB normal-mode displacements at 500 and 1000 K "
+                          "(40 each), all labelled with gmnn-label",
+            "commands": ["python examples/organic/make_data.py --shard 0/2 & python examples/organic/make_data.py --shard 1/2"],
+            "heldout_molecules": sorted(molecules),
+            "details": "examples/organic/README.md",
+        },
+        "training": {
+            "command": f"gmnn-train examples/organic/pretrain_gfn2.yaml   # into {config['output_dir']}",
+            "epochs": config["training"]["epochs"], "best_epoch": payload["best_epoch"],
+            "batch_size": config["training"]["batch_size"], "optimizer": config["training"]["optimizer"],
+            "lr": config["training"]["lr"], "lr_decay": f"{config['training']['decay']} to "
+                                                        f"{config['training']['lr_final_factor']} x lr",
+            "force_weight": config["training"]["force_weight"], "seed": config["training"]["seed"],
+            "cost": args.cost,
+            "shipped_as": f"python examples/organic/ship.py --run {args.run} --name {args.name}",
+        },
+        "architecture": {"cutoff_A": model.cutoff, "n_radial": config["model"]["n_radial"],
+                         "n_basis": config["model"]["n_basis"], "r_min_A": config["model"]["r_min"],
+                         "hidden": list(model.options.hidden), "dtype": model.options.dtype,
+                         "parameters": sum(p.numel() for p in model.parameters()),
+                         "uncertainty": f"calibrated last-layer (LLPR) uncertainty, calibrated on the {n_valid} "
+                                        "validation structures" if model.has_uncertainty else "none"},
+        "errors": {args.level: {
+            "validation": errors(metrics["valid"], f"the {n_valid} validation structures (they chose the best epoch)"),
+            "train": errors(metrics["train"], f"the {n_train} training structures"),
+            "heldout_molecules": errors(heldout, f"all {heldout['n_structures']} structures of the {len(molecules)} "
+                                                 "held-out molecules (never trained on, never used to choose)"),
+            "heldout_per_molecule": {name: {"energy_mae_eV": round(m["energy_mae"], 5),
+                                            "forces_mae_eV_per_A": round(m["forces_mae"], 5)}
+                                     for name, m in molecules.items()},
+        }},
+        "domain": "isolated (gas-phase) neutral closed-shell molecules of C, H, N and O with up to ~9 heavy atoms "
+                  "(aspirin's 13 are handled less well), at the geometries of 300-1000 K MD and normal-mode "
+                  "sampling: no intermolecular data (dimers, clusters, liquids), no ions or radicals, no bond "
+                  "breaking, no periodic systems. Use the model's uncertainty to see where it extrapolates.",
+        "fine_tuning": {
+            "command": f"gmnn-finetune finetune.yaml --from {args.name}",
+            "config": "output_dir: runs/my_finetune\ndata:\n  train_file: my_labels.xyz   # extxyz, energies in eV "
+                      "(and forces in eV/A)\ntraining:\n  force_weight: 0   # energies only; leave it out to fit "
+                      "forces too",
+            "notes": "gmnn-finetune re-fits the per-element energy shifts to the new level of theory, then trains with "
+                     "layer-wise learning rates and chooses the result by 5-fold cross-validation (never worse than "
+                     "zero-shot on the data). New elements: --add-elements.",
+        },
+        "file": destination.name,
+        "size_bytes": destination.stat().st_size,
+        "sha256": sha256(destination),
+        "gmnn_version": gmnn.__version__,
+    }
+    (MODELS_DIR / f"{args.name}.json").write_text(json.dumps(card, indent=2) + "\n")
+    print(f"wrote {destination} ({card['size_bytes'] / 1e6:.1f} MB) and its card; held-out molecules: "
+          f"E MAE {1000 * heldout['energy_mae']:.1f} meV, F MAE {1000 * heldout['forces_mae']:.1f} meV/A")
+
+
+if __name__ == "__main__":
+    main()
