@@ -30,6 +30,7 @@ from gmnn.evaluation import error_metrics, predict_graphs
 from gmnn.finetuning import finetune
 from gmnn.graph import build_graphs
 from gmnn.training import Trainer
+from gmnn.units import ENERGY_UNITS
 
 HERE = Path(__file__).resolve().parent
 TL = HERE.parent / "transfer_learning" / "data"
@@ -37,7 +38,7 @@ PBE = TL / "ethanol_xtb_md_300-1000K_pbe_def2svp.xyz"  # 1000 frames, interleave
 PBE_TEST = "800:1000"
 CCSDT, CCSDT_FORCES = TL / "ethanol_ccsdt_ccpvdz.xyz", TL / "ethanol_ccsdt_ccpvdz_forces.xyz"
 CCSDT_TRAIN, CCSDT_TEST = "0:25", "50:100"
-KCAL = 23.0605  # kcal/mol per eV
+KCAL = 1 / ENERGY_UNITS["kcal/mol"]  # kcal/mol per eV
 SCRATCH = {"epochs": 800, "batch_size": 5, "lr": 0.009, "threads": 1}  # examples/transfer_learning's scratch runs
 MODEL = {"hidden": [256, 256], "dtype": "float32", "cutoff": 5.0}       # the same architecture as the organic model
 

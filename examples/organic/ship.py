@@ -17,10 +17,10 @@ from gmnn.data import read_structures
 from gmnn.evaluation import error_metrics, predict_graphs
 from gmnn.graph import build_graphs
 from gmnn.pretrained import MODELS_DIR, sha256, slim_checkpoint
+from gmnn.units import ENERGY_UNITS
 
 HERE = Path(__file__).resolve().parent
-ROOT = HERE.parents[1]
-KCAL = 23.0605  # kcal/mol per eV
+KCAL = 1 / ENERGY_UNITS["kcal/mol"]  # kcal/mol per eV
 LEVELS = {"gfn2-xtb": "GFN2-xTB (tblite), total energies and forces of the neutral singlet, no solvent",
           "pbe/def2-svp": "PBE/def2-SVP (PySCF, density fitting), all-electron total energies and forces of the "
                           "neutral singlet; the level of rMD17 and of the project's other data"}
@@ -45,11 +45,11 @@ def per_molecule(model, structures) -> dict:
 
 
 def table(rows: dict, level: str) -> str:
-    lines = [f"| held-out molecule | structures | E MAE (meV) | E MAE (meV/atom) | F MAE (meV/Å) |", "|---|---|---|---|---|"]
+    lines = ["| held-out molecule | structures | E MAE (meV) | E MAE (meV/atom) | F MAE (meV/Å) |", "|---|---|---|---|---|"]
     for name, m in rows.items():
         lines.append(f"| {name} | {m['n_structures']} | {1000 * m['energy_mae']:.1f} | "
                      f"{1000 * m['energy_per_atom_mae']:.2f} | {1000 * m['forces_mae']:.1f} |")
-    return (f"Errors of the pre-trained model against {level} labels of the 20 molecules that no training split "
+    return (f"Errors of the pre-trained model against {level} labels of the {len(rows)} molecules that no training split "
             "holds (examples/organic/molecules.csv, split=heldout; make_data.py's held-out set: MMFF94 MD at "
             "300-1000 K and GFN2-xTB normal modes at 500/1000 K).\n\n" + "\n".join(lines) + "\n")
 
