@@ -22,6 +22,7 @@ import shutil
 import subprocess
 import sys
 from pathlib import Path
+from typing import NamedTuple, Optional
 
 import numpy as np
 
@@ -41,34 +42,52 @@ EXPERIMENT = {"density_g_cm3": 0.785, "diffusion_m2_s": 1.1e-9, "viscosity_Pa_s"
 MAX_FORCE = 20.0
 
 
-def deck(data: str, model: str, d3: bool, d3_cutoff: float, steps: int, dump_every: int, restart_in: str,
+class D3Settings(NamedTuple):
+    """D3(BJ) as the liquid runs use it: short hard cutoffs (Å), the pressure they lose added back
+    to the barostat's target (gmnn.dispersion.tail_pressure_bar), and D3 computed on the outer
+    level of a two-level rRESPA, every `respa` steps of the network (D3 varies slowly)."""
+    cutoff: float
+    cn_cutoff: float
+    respa: int
+    tail_bar: float
+
+
+def deck(data: str, model: str, d3: Optional[D3Settings], steps: int, dump_every: int, restart_in: str,
          restart_out: str, dump: str, seed: int) -> str:
+    """The input of one stage; `steps` and `dump_every` count TIMESTEP_FS steps (the network's)."""
     from gmnn.dispersion import lammps_d3_lines
     gmnn_args = f"max_force {MAX_FORCE:g}"
+    respa, target_bar = (d3.respa, PRESSURE_BAR - d3.tail_bar) if d3 else (1, PRESSURE_BAR)
     if d3:
-        pair = "\n".join(lammps_d3_lines(ELEMENTS, model=model, cutoff=d3_cutoff, cn_cutoff=min(20.0, d3_cutoff),
+        pair = "\n".join(lammps_d3_lines(ELEMENTS, model=model, cutoff=d3.cutoff, cn_cutoff=d3.cn_cutoff,
                                           gmnn_args=gmnn_args))
+        if respa > 1:  # the network on level 1 (every TIMESTEP_FS), D3 on level 2
+            pair += f"\nrun_style respa 2 {respa} hybrid 1 2"
     else:
         pair = f"pair_style gmnn {gmnn_args}\npair_coeff * * {model} {' '.join(ELEMENTS)}"
+    if steps % respa or dump_every % respa:
+        raise SystemExit(f"error: the steps ({steps}) and --dump-every ({dump_every}) must be multiples of --respa {respa}")
     start = (f"read_restart {restart_in}" if restart_in else
              f"units metal\natom_style atomic\nboundary p p p\nread_data {data}")
     velocities = "" if restart_in else f"velocity all create {TEMPERATURE_K} {seed} loop geom dist gaussian"
-    output = (f"dump frames all custom {dump_every} {dump} id type xu yu zu\ndump_modify frames sort id"
+    every = dump_every // respa  # LAMMPS counts outer steps
+    output = (f"dump frames all custom {every} {dump} id type xu yu zu\ndump_modify frames sort id"
               if dump else "")
+    # the barostat aims at 1 bar minus the D3 pressure the short cutoff loses (tail_bar < 0)
     return f"""# liquid ethanol, NPT {TEMPERATURE_K} K {PRESSURE_BAR} bar (examples/liquid_ethanol/liquid_md.py)
 {start}
 {pair}
 neighbor 1.0 bin
 neigh_modify every 1 delay 0 check yes
 {velocities}
-timestep {TIMESTEP_FS / 1000}
-fix npt all npt temp {TEMPERATURE_K} {TEMPERATURE_K} {100 * TIMESTEP_FS / 1000} iso {PRESSURE_BAR} {PRESSURE_BAR} {1000 * TIMESTEP_FS / 1000}
+timestep {respa * TIMESTEP_FS / 1000}
+fix npt all npt temp {TEMPERATURE_K} {TEMPERATURE_K} {100 * TIMESTEP_FS / 1000} iso {target_bar:.1f} {target_bar:.1f} {1000 * TIMESTEP_FS / 1000}
 variable rho equal density
 thermo_style custom step time temp press pe etotal vol v_rho
 thermo_modify flush yes
-thermo {dump_every}
+thermo {every}
 {output}
-run {steps}
+run {steps // respa}
 write_restart {restart_out}
 """
 
@@ -168,6 +187,20 @@ def plot(path: Path, name: str, log: dict, o_o, o_h, diffusion) -> None:
     fig.savefig(path, dpi=110)
 
 
+def d3_settings(data: Path, args) -> D3Settings:
+    """The D3 settings of a study, its tail pressure measured on the starting box (written to d3.json)."""
+    from ase.io import read
+    from gmnn.dispersion import tail_pressure_bar
+    box = read(data, format="lammps-data", atom_style="atomic")
+    box.set_chemical_symbols([ELEMENTS[t - 1] for t in box.arrays["type"]])
+    d3 = D3Settings(args.d3_cutoff, args.d3_cn_cutoff, args.respa,
+                    tail_pressure_bar(box, args.d3_cutoff, args.d3_cn_cutoff))
+    (data.parent / "d3.json").write_text(json.dumps(d3._asdict(), indent=2))
+    print(f"# D3(BJ) cut at {d3.cutoff:g}/{d3.cn_cutoff:g} Å loses {d3.tail_bar:.0f} bar: barostat target "
+          f"{PRESSURE_BAR - d3.tail_bar:.0f} bar; D3 every {d3.respa} steps", flush=True)
+    return d3
+
+
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--model", help="exported gmnn model file (gmnn-export)")
@@ -175,7 +208,10 @@ def main(argv=None):
     p.add_argument("--out", default=None, help="study directory (default runs/liquid/<name>)")
     p.add_argument("--molecules", type=int, default=125, help="125 molecules = 1125 atoms")
     p.add_argument("--d3", action="store_true", help="add D3(BJ) for PBE (pair_style hybrid/overlay)")
-    p.add_argument("--d3-cutoff", type=float, default=20.0, help="Å; gmnn.dispersion's default is 30")
+    p.add_argument("--d3-cutoff", type=float, default=12.0,
+                   help="Å (gmnn.dispersion recommends 30; the pressure lost is added back to the barostat's target)")
+    p.add_argument("--d3-cn-cutoff", type=float, default=10.0, help="Å, D3 coordination numbers")
+    p.add_argument("--respa", type=int, default=4, help="D3 every this many steps of the network (rRESPA; 1: every step)")
     p.add_argument("--equilibrate-ps", type=float, default=10.0)
     p.add_argument("--production-ps", type=float, default=20.0)
     p.add_argument("--dump-every", type=int, default=100, help="steps between frames (100 = 50 fs)")
@@ -196,11 +232,12 @@ def main(argv=None):
             write(data, ethanol_box(args.molecules, density=EXPERIMENT["density_g_cm3"]), format="lammps-data",
                   specorder=ELEMENTS, atom_style="atomic", masses=True)
         steps = lambda ps: int(round(ps * 1000 / TIMESTEP_FS))
+        d3 = d3_settings(data, args) if args.d3 else None
         if not (out / "equilibrated.restart").exists():
-            run_stage("equilibration", deck(str(data), model, args.d3, args.d3_cutoff, steps(args.equilibrate_ps),
+            run_stage("equilibration", deck(str(data), model, d3, steps(args.equilibrate_ps),
                                             args.dump_every, "", "equilibrated.restart", "", args.seed), out, args.ranks)
         if not (out / "production.restart").exists():
-            run_stage("production", deck(str(data), model, args.d3, args.d3_cutoff, steps(args.production_ps),
+            run_stage("production", deck(str(data), model, d3, steps(args.production_ps),
                                          args.dump_every, "equilibrated.restart", "production.restart",
                                          "production.dump", args.seed), out, args.ranks)
     result = analyse(out, args.name, args.dump_every, args.skip_ps)
