@@ -141,6 +141,7 @@ def analyse(out: Path, name: str, dump_every: int, skip_ps: float = 0.0) -> dict
     centres = md.unwrapped_centres(frames, molecules)
     diffusion = md.self_diffusion(centres, dt_ps)
     side = float(np.mean([f.get_volume() for f in frames])) ** (1 / 3)
+    sigma = force_uncertainty(out, frames)
     result = {"name": name, "molecules": n_mol, "atoms": len(frames[0]), "frames": len(frames),
               "broken_molecules_max": int(max(broken)), "broken_molecules_last_frame": int(broken[-1]),
               "production_ps": (len(frames) - 1) * dt_ps, "temperature_K_mean": float(np.mean(log["Temp"])),
@@ -151,10 +152,30 @@ def analyse(out: Path, name: str, dump_every: int, skip_ps: float = 0.0) -> dict
               "hbonds_per_molecule": float(2 * bonds.mean() / n_mol),
               "diffusion_m2_s": diffusion.coefficient_m2_s,
               "diffusion_m2_s_finite_size_corrected": diffusion.corrected(TEMPERATURE_K, EXPERIMENT["viscosity_Pa_s"], side),
-              "diffusion_fit_ps": list(diffusion.fit_window_ps), "box_A": side, "experiment": EXPERIMENT}
+              "diffusion_fit_ps": list(diffusion.fit_window_ps), "box_A": side,
+              "force_uncertainty_max_eV_A": sigma, "experiment": EXPERIMENT}
     (out / "liquid.json").write_text(json.dumps(result, indent=2))
     plot(out / "liquid.png", name, log, o_o, o_h, diffusion)
     return result
+
+
+def force_uncertainty(out: Path, frames, n_frames: int = 40) -> Optional[float]:
+    """The largest per-atom force uncertainty sigma_F (eV/Å) of the model (study.json's) over
+    `n_frames` evenly spaced production frames; None for a model without one. Computed here, not in
+    LAMMPS: fix pair, which reads sigma_F there, does not run under rRESPA."""
+    from gmnn.calculator import GMNNCalculator
+    from gmnn.loading import load
+    model = json.loads((out / "study.json").read_text())["model"] if (out / "study.json").exists() else None
+    if model is None or not getattr(load(model), "has_uncertainty", False):
+        return None
+    calc = GMNNCalculator(model)
+    largest = 0.0
+    for atoms in frames[::max(1, len(frames) // n_frames)]:
+        atoms = atoms.copy()
+        atoms.calc = calc
+        atoms.get_forces()
+        largest = max(largest, float(np.max(calc.results["forces_uncertainty"])))
+    return largest
 
 
 def hydroxyl_hydrogens(atoms) -> list:
@@ -226,6 +247,7 @@ def main(argv=None):
         if not args.model:
             p.error("--model is needed to run MD")
         model = str(Path(args.model).resolve())
+        (out / "study.json").write_text(json.dumps({"model": model}))
         data = out / "ethanol.data"
         if not data.exists():
             from ase.io import write

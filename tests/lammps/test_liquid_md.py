@@ -39,6 +39,7 @@ def test_liquid_study_runs_resumes_and_agrees_with_lammps(liquid_md, lmp_exe, tm
     tail = json.loads((out / "d3.json").read_text())["tail_bar"]
     assert -300 < tail < -30  # the D3 pressure beyond 12 Å, added back to the barostat's target:
     assert f"iso {1 - tail:.1f} {1 - tail:.1f}" in deck
+    assert result["force_uncertainty_max_eV_A"] > 0  # the model knows its uncertainty: its largest sigma_F
     assert (out / "liquid.png").stat().st_size > 0
     dump = (out / "production.dump").stat().st_mtime_ns
     liquid_md.main(argv)  # finished stages are not run again
