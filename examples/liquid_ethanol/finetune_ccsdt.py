@@ -57,8 +57,12 @@ def finetune(model: Path, n: int, way: str, out: Path, replay: Path) -> Path:
     return run / "best.ckpt"
 
 
-def errors(model, contacts) -> dict:
+def errors(model, contacts, heldout_pairs) -> dict:
+    """CCSD(T) monomer errors, PBE errors on `contacts`, and the interaction errors on the
+    held-out clusters and dimers whose labels are there (heldout.py), against PBE."""
+    import heldout
     from gmnn.data import read_structures
+    from gmnn.units import ENERGY_UNITS
     from gmnn.evaluation import predict_graphs
     from gmnn.graph import build_graphs
 
@@ -71,8 +75,11 @@ def errors(model, contacts) -> dict:
     atom_contact = np.repeat(contact, c.n_atoms)
     de = c.energy - c.energy_ref
     de_contact = de[contact] - np.mean(de[contact])
-    kcal = 23.0605
-    return {"ccsdt_energy_mae_kcal_mol": kcal * float(np.mean(np.abs(e.energy - e.energy_ref))),
+    kcal = 1 / ENERGY_UNITS["kcal/mol"]
+    interaction = heldout.errors(model, heldout_pairs)["all"] if heldout_pairs else {}
+    return {"heldout_n": interaction.get("n", 0),
+            "heldout_interaction_energy_mae_meV": interaction.get("interaction_energy_mae_meV", float("nan")),
+            "heldout_interaction_forces_mae_meV_A": interaction.get("interaction_forces_mae_meV_A", float("nan")),"ccsdt_energy_mae_kcal_mol": kcal * float(np.mean(np.abs(e.energy - e.energy_ref))),
             "ccsdt_forces_mae_kcal_mol_A": kcal * float(np.nanmean(np.abs(f.forces - f.forces_ref))),
             "pbe_contacts_n": int(contact.sum()),
             "pbe_contacts_forces_mae_meV_A": 1000 * float(np.mean(np.abs(c.forces - c.forces_ref)[atom_contact])),
@@ -99,23 +106,28 @@ def main(argv=None):
                                        "train_index": f"0:{args.n}"}, "training": {"force_weight": 0.0}}))
         subprocess.run([str(Path(sys.executable).parent / "gmnn-finetune"), str(cfg), "--from", args.model,
                         "--zero-shot", "--no-progress", "--overwrite"], check=True, stdout=subprocess.DEVNULL)
-    rows = {"PBE model as is": errors(load(args.model), args.contacts),
-            "zero-shot (shifts re-fitted)": errors(load(zero_shot / "best.ckpt"), args.contacts)}
+    import heldout
+    pairs = heldout.test_set()
+    rows = {"PBE model as is": errors(load(args.model), args.contacts, pairs),
+            "zero-shot (shifts re-fitted)": errors(load(zero_shot / "best.ckpt"), args.contacts, pairs)}
     replay = replay_contacts(Path(args.replay), out)
     for way in WAYS:
         rows[f"fine-tuned: {way}"] = errors(load(finetune(Path(args.model).resolve(), args.n, way, out, replay)),
-                                            args.contacts)
+                                            args.contacts, pairs)
     (out / "finetune_ccsdt.json").write_text(json.dumps({"n_ccsdt": args.n, "model": args.model,
                                                           "contacts": args.contacts, "rows": rows}, indent=2))
     lines = [f"N = {args.n} CCSD(T) energies. | model | CCSD(T) E MAE (kcal/mol) | CCSD(T) F MAE (kcal/mol/Å) | "
-             "PBE contacts F MAE (meV/Å) | PBE contacts E MAE, offset removed (meV/atom) |",
-             "|---|---:|---:|---:|---:|"]
+             "PBE contacts F MAE (meV/Å) | PBE contacts E MAE, offset removed (meV/atom) | "
+             "held-out interaction F MAE (meV/Å) | held-out interaction E MAE (meV) |",
+             "|---|---:|---:|---:|---:|---:|---:|"]
     lines[0] = lines[0].split(". ", 1)[1]
     for name, r in rows.items():
         lines.append(f"| {name} | {r['ccsdt_energy_mae_kcal_mol']:.3f} | {r['ccsdt_forces_mae_kcal_mol_A']:.2f} | "
-                     f"{r['pbe_contacts_forces_mae_meV_A']:.1f} | {r['pbe_contacts_energy_mae_meV_atom_offset_removed']:.2f} |")
+                     f"{r['pbe_contacts_forces_mae_meV_A']:.1f} | {r['pbe_contacts_energy_mae_meV_atom_offset_removed']:.2f} | "
+                     f"{r['heldout_interaction_forces_mae_meV_A']:.1f} | {r['heldout_interaction_energy_mae_meV']:.1f} |")
     (out / "finetune_ccsdt.md").write_text(f"N = {args.n} CCSD(T) energies, {rows['PBE model as is']['pbe_contacts_n']} "
-                                           f"PBE contact structures.\n\n" + "\n".join(lines) + "\n")
+                                           f"PBE contact structures, {rows['PBE model as is']['heldout_n']} held-out structures with interaction "
+                                           f"labels.\n\n" + "\n".join(lines) + "\n")
     print("\n".join(lines))
 
 

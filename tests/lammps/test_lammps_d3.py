@@ -217,16 +217,18 @@ def test_lammps_lines():
 
 def test_example_deck_with_d3(d3, lmp_exe, model64, calculator, tmp_path):
     """examples/lammps/in.ethanol with `-var d3 yes` runs the recommended deck: its step-0 energy
-    is gmnn + D3 of Python (with `d3 no`, gmnn alone)."""
+    is gmnn + D3 of Python (with `d3 no`, gmnn alone; with `d3cut 12 d3cn 10`, D3 cut there)."""
     from pathlib import Path
     deck = Path(__file__).resolve().parents[2] / "examples" / "lammps" / "in.ethanol"
     atoms = ethanol_box()
     data = write_data(atoms, tmp_path / "box.data")
-    for d3_on, calc in (("yes", d3.with_d3(calculator)), ("no", calculator)):
+    for d3_on, cut, cn, calc in (("yes", 30, 20, d3.with_d3(calculator)), ("no", 30, 20, calculator),
+                                 ("yes", 12, 10, d3.with_d3(calculator, cutoff=12.0, cn_cutoff=10.0))):
         # index variables defined first win over the deck's own defaults (as -var would)
         proc = run_lmp(lmp_exe, f"variable model index {model64}\nvariable data index {data}\n"
                        f"variable steps index 0\nvariable d3 index {d3_on}\n"
+                       f"variable d3cut index {cut}\nvariable d3cn index {cn}\n"
                        f"include {deck}\nprint \"PE $(pe:%.12f)\"\n", tmp_path)
         pe = float(next(l for l in proc.stdout.splitlines() if l.startswith("PE ")).split()[1])
         ref = python_results(calc, atoms)["energy"]
-        assert abs(pe - ref) < TOL_E, (d3_on, pe, ref)
+        assert abs(pe - ref) < TOL_E, (d3_on, cut, pe, ref)
