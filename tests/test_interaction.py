@@ -55,6 +55,19 @@ def test_interaction_is_the_sum_over_intermolecular_pairs():
     np.testing.assert_allclose(got.forces, forces, atol=1e-10)
 
 
+def test_fragments_read_back_from_extended_xyz(tmp_path):
+    """ASE reads info["atoms"] = "0,1,..." back as an integer array; both forms work."""
+    from ase.io import read, write
+    cluster = trimer()
+    write(tmp_path / "parts.xyz", fragments(cluster))
+    parts = read(tmp_path / "parts.xyz", ":")
+    assert not isinstance(parts[0].info["atoms"], str)
+    labels = [energy_forces(p) for p in parts]
+    got = interaction(*energy_forces(cluster), parts, [e for e, _ in labels], [f for _, f in labels])
+    ref = interaction(*energy_forces(cluster), fragments(cluster), [e for e, _ in labels], [f for _, f in labels])
+    assert got.energy == ref.energy and np.array_equal(got.forces, ref.forces)
+
+
 def test_fragments_must_cover_the_cluster_once():
     cluster = trimer()
     parts = fragments(cluster)

@@ -94,6 +94,7 @@ def main(argv=None):
                                                   "and clusters are replayed")
     p.add_argument("--n", type=int, default=25, help="CCSD(T) energies to fine-tune on (frames 0..n-1)")
     p.add_argument("--out", default=str(ROOT / "runs" / "liquid_ccsdt"))
+    p.add_argument("--ways", nargs="+", choices=list(WAYS), default=list(WAYS), help="which fine-tunes (default: all)")
     args = p.parse_args(argv)
     from gmnn.loading import load
     out = Path(args.out).resolve()
@@ -111,7 +112,7 @@ def main(argv=None):
     rows = {"PBE model as is": errors(load(args.model), args.contacts, pairs),
             "zero-shot (shifts re-fitted)": errors(load(zero_shot / "best.ckpt"), args.contacts, pairs)}
     replay = replay_contacts(Path(args.replay), out)
-    for way in WAYS:
+    for way in args.ways:
         rows[f"fine-tuned: {way}"] = errors(load(finetune(Path(args.model).resolve(), args.n, way, out, replay)),
                                             args.contacts, pairs)
     (out / "finetune_ccsdt.json").write_text(json.dumps({"n_ccsdt": args.n, "model": args.model,

@@ -33,7 +33,8 @@ ROOT = HERE.parents[1]
 MONOMERS = [ROOT / "examples" / "transfer_learning" / "data" / name
             for name in ("ethanol_xtb_md_300-1000K_pbe_def2svp.xyz", "ethanol_md500K_pbe_def2svp.xyz")]
 CONTACTS = [HERE / "data" / "ethanol_dimers_pbe_def2svp.xyz", HERE / "data" / "ethanol_clusters_pbe_def2svp.xyz",
-            HERE / "data" / "ethanol_active_clusters_pbe_def2svp.xyz"]  # the last: active_liquid.py
+            HERE / "data" / "ethanol_active_clusters_pbe_def2svp.xyz",       # active_liquid.py
+            HERE / "data" / "ethanol_npt_active_clusters_pbe_def2svp.xyz"]   # npt_active.py
 HELDOUT = HERE / "data" / "ethanol_liquid_heldout_pbe_def2svp.xyz"
 MONOMER_MODEL = "ethanol-pbe-def2svp"
 

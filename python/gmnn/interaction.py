@@ -35,6 +35,13 @@ def fragments(cluster: Atoms) -> List[Atoms]:
     return parts
 
 
+def _indices(value) -> np.ndarray:
+    """info["atoms"] as written ("0,1,2") or as ASE's extended XYZ reader returns it (an array)."""
+    if isinstance(value, str):
+        return np.array([int(k) for k in value.split(",")])
+    return np.atleast_1d(np.asarray(value, dtype=int))
+
+
 def interaction(energy: float, forces: np.ndarray, parts: Sequence[Atoms], part_energies: Sequence[float],
                 part_forces: Sequence[np.ndarray]) -> Interaction:
     """The interaction energy and forces of a cluster (its `energy` and `forces`) from those of its
@@ -42,7 +49,7 @@ def interaction(energy: float, forces: np.ndarray, parts: Sequence[Atoms], part_
     forces = np.array(forces, dtype=float)
     seen = np.zeros(len(forces), dtype=bool)
     for part, f in zip(parts, part_forces):
-        atoms = np.array([int(k) for k in str(part.info["atoms"]).split(",")])
+        atoms = _indices(part.info["atoms"])
         if np.any(seen[atoms]) or len(atoms) != len(f):
             raise ValueError("interaction: the fragments overlap or do not match their atoms")
         seen[atoms] = True
