@@ -40,7 +40,7 @@ liquid=examples/liquid_ethanol/models/ethanol-liquid-ccsdt.ckpt
 gmnn-export "$liquid" -o "$out/ethanol_liquid.pt" --dtype float32
 
 step "6/6 LAMMPS: liquid ethanol, 125 molecules (1125 atoms) at 0.785 g/cm³, shipped liquid model + D3(BJ), NVT 300 K, 2 MPI ranks"
-python "$here/../lammps/build_ethanol_box.py" --out "$out/ethanol.data" --molecules 125 --density 0.785 --min-distance 2.0
+python "$here/../lammps/build_ethanol_box.py" --out "$out/ethanol.data" --molecules 125 --density 0.785
 OMP_NUM_THREADS=1 mpirun -np 2 lmp -in "$here/../lammps/in.ethanol" -log "$out/log.lammps" \
     -var model "$out/ethanol_liquid.pt" -var data "$out/ethanol.data" -var steps "${DEMO_MD_STEPS:-200}" \
     -var d3 yes -var d3cut 12 -var d3cn 10
