@@ -23,8 +23,8 @@ class Interaction(NamedTuple):
 
 def fragments(cluster: Atoms) -> List[Atoms]:
     """The molecules of a non-periodic cluster, each alone (same positions), with
-    info["atoms"] = the indices of its atoms in the cluster, as a comma-separated string (it
-    survives extended XYZ and gmnn-label)."""
+    info["atoms"] = the indices of its atoms in the cluster, as a comma-separated string
+    (ASE's extended XYZ reader gives it back as an integer array; `interaction` takes both)."""
     if np.any(cluster.pbc):
         raise ValueError("fragments: the cluster must be non-periodic (an isolated cluster of whole molecules)")
     parts = []
