@@ -15,6 +15,7 @@ meV/atom for totals (offset removed: a CCSD(T) model's zero is not PBE's); force
 """
 import argparse
 import json
+from collections import Counter
 from pathlib import Path
 
 import numpy as np
@@ -56,9 +57,7 @@ def test_set() -> list:
         source = fragment_geometries[int(frame.info["source_index"])]
         frame.info.update(atoms=source.info["atoms"], parent=int(source.info["parent"]))
         parts.setdefault(frame.info["parent"], []).append(frame)
-    wanted = {}
-    for part in fragment_geometries:
-        wanted[int(part.info["parent"])] = wanted.get(int(part.info["parent"]), 0) + 1
+    wanted = Counter(int(part.info["parent"]) for part in fragment_geometries)  # molecules per structure
     pairs = []
     for frame in _labelled(LABELS):
         k = int(frame.info["source_index"])

@@ -122,8 +122,7 @@ def thermo(log: Path) -> dict:
 def analyse(out: Path, name: str, dump_every: int, skip_ps: float = 0.0) -> dict:
     from ase.io import read
     from gmnn import md_analysis as md
-    frames = read(out / "production.dump", ":", format="lammps-dump-text")
-    md.symbols_from_types(frames, ELEMENTS)
+    frames = production_frames(out)
     dt_ps = dump_every * TIMESTEP_FS / 1000
     skip = int(round(skip_ps / dt_ps))  # thermo lines and frames are both every dump_every steps
     frames = frames[skip:]
@@ -163,19 +162,33 @@ def force_uncertainty(out: Path, frames, n_frames: int = 40) -> Optional[float]:
     """The largest per-atom force uncertainty sigma_F (eV/Å) of the model (study.json's) over
     `n_frames` evenly spaced production frames; None for a model without one. Computed here, not in
     LAMMPS: fix pair, which reads sigma_F there, does not run under rRESPA."""
-    from gmnn.calculator import GMNNCalculator
     from gmnn.loading import load
     model = json.loads((out / "study.json").read_text())["model"] if (out / "study.json").exists() else None
     if model is None or not getattr(load(model), "has_uncertainty", False):
         return None
-    calc = GMNNCalculator(model)
-    largest = 0.0
-    for atoms in frames[::max(1, len(frames) // n_frames)]:
+    return max(float(s.max()) for s in atom_uncertainties(model, frames[::max(1, len(frames) // n_frames)]))
+
+
+def production_frames(out: Path) -> list:
+    """The frames of a study's production dump, with their elements."""
+    from ase.io import read
+    from gmnn import md_analysis as md
+    frames = read(out / "production.dump", ":", format="lammps-dump-text")
+    md.symbols_from_types(frames, ELEMENTS)
+    return frames
+
+
+def atom_uncertainties(model, frames) -> list:
+    """sigma_F (eV/Å) of every atom of each frame, by the model's ASE calculator."""
+    from gmnn.calculator import GMNNCalculator
+    calc = GMNNCalculator(str(model))
+    sigma = []
+    for atoms in frames:
         atoms = atoms.copy()
         atoms.calc = calc
         atoms.get_forces()
-        largest = max(largest, float(np.max(calc.results["forces_uncertainty"])))
-    return largest
+        sigma.append(np.array(calc.results["forces_uncertainty"]))
+    return sigma
 
 
 def hydroxyl_hydrogens(atoms) -> list:

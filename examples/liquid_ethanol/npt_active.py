@@ -45,18 +45,12 @@ def pick(model: Path, study: Path, batch: int, gap: int = 5) -> list:
     largest force uncertainty, at least `gap` frames apart."""
     from ase.io import read
     from gmnn import md_analysis as md
-    from gmnn.calculator import GMNNCalculator
     from gmnn.clusters import cluster_around
-    frames = read(study / "production.dump", ":", format="lammps-dump-text")
-    md.symbols_from_types(frames, ["C", "H", "O"])
+    from liquid_md import atom_uncertainties, production_frames
+    frames = production_frames(study)
     ids = md.molecule_ids(read(study / "ethanol.data", format="lammps-data", atom_style="atomic"))
     mols = [np.flatnonzero(ids == m) for m in range(ids.max() + 1)]
-    calc = GMNNCalculator(str(model))
-    sigma = []
-    for atoms in frames:
-        atoms.calc = calc
-        atoms.get_forces()
-        sigma.append(np.array(calc.results["forces_uncertainty"]))
+    sigma = atom_uncertainties(model, frames)
     order = np.argsort([-s.max() for s in sigma])
     chosen = []
     for k in order:
