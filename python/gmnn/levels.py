@@ -84,11 +84,16 @@ def describe(name: str, options: dict) -> str:
     return " ".join(words)
 
 
-def compute(numbers, positions, level: Level, forces: bool = True) -> Tuple[float, Optional[np.ndarray]]:
-    """Energy (eV) and forces (eV/A, or None) of one structure."""
+def compute(numbers, positions, level: Level, forces: bool = True,
+            ghosts: Optional[Sequence[bool]] = None) -> Tuple[float, Optional[np.ndarray]]:
+    """Energy (eV) and forces (eV/A, or None) of one structure. `ghosts` marks atoms that bring
+    only their basis functions (no nucleus, no electrons): a molecule's energy in the basis of a
+    whole cluster, for the counterpoise correction of the basis set superposition error."""
     if level.method in XTB:
+        if ghosts is not None and any(ghosts):
+            raise LabelError(f"{level.name} has no basis functions to place on ghost atoms")
         return _xtb(numbers, positions, level, forces)
-    return _pyscf(numbers, positions, level, forces)
+    return _pyscf(numbers, positions, level, forces, ghosts)
 
 
 def _xtb(numbers, positions, level, forces):
@@ -100,9 +105,12 @@ def _xtb(numbers, positions, level, forces):
     return energy, (atoms.get_forces() if forces else None)
 
 
-def _molecule(numbers, positions, level):
+def _molecule(numbers, positions, level, ghosts=None):
     from pyscf import gto
-    return gto.M(atom=[(int(z), tuple(p)) for z, p in zip(numbers, positions)], basis=level.basis,
+    from pyscf.data.elements import ELEMENTS
+    ghosts = np.zeros(len(numbers), bool) if ghosts is None else np.asarray(ghosts, bool)
+    symbols = [("ghost-" if g else "") + ELEMENTS[int(z)] for z, g in zip(numbers, ghosts)]
+    return gto.M(atom=[(s, tuple(p)) for s, p in zip(symbols, positions)], basis=level.basis,
                  unit="Angstrom", charge=level.charge, spin=level.spin, verbose=0)
 
 
@@ -116,9 +124,9 @@ def _mean_field(mol, level):
     return (scf.RHF if restricted else scf.UHF)(mol)
 
 
-def _pyscf(numbers, positions, level, forces):
+def _pyscf(numbers, positions, level, forces, ghosts=None):
     from pyscf import cc, mp
-    mf = _mean_field(_molecule(numbers, positions, level), level)
+    mf = _mean_field(_molecule(numbers, positions, level, ghosts), level)
     mf.conv_tol = 1e-10
     mf.kernel()
     if not mf.converged:
