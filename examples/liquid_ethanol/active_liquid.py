@@ -49,18 +49,28 @@ def config(out: Path, model: str, data: Path, iterations: int) -> Path:
 
 
 def collect(out: Path) -> int:
-    """Every iteration's labels into LABELS (gmnn-active labels no geometry twice); the count."""
+    """Every iteration's labels added to LABELS, which keeps what it holds (the committed clusters
+    of earlier runs, whatever --out they used): a geometry already there is not added twice. The
+    count in LABELS."""
     import ase.io
+    from gmnn.label_file import geometry_key
     from train_liquid import labelled
-    frames = []
+    frames = ase.io.read(LABELS, ":") if labelled(LABELS) else []
+    seen = {geometry_key(a.numbers, a.positions) for a in frames}
+    added = 0
     for labels in sorted(out.glob("iter_*/labels.xyz"), key=lambda p: int(p.parent.name.split("_")[1])):
         if not labelled(labels):
             continue
         iteration = int(labels.parent.name.split("_")[1])
         for a in ase.io.read(labels, ":"):
+            key = geometry_key(a.numbers, a.positions)
+            if key in seen:
+                continue
+            seen.add(key)
             a.info.update(kind="cluster (active)", iteration=iteration)
             frames.append(a)
-    if frames:
+            added += 1
+    if added:
         ase.io.write(LABELS, frames, format="extxyz")
     return len(frames)
 

@@ -95,6 +95,8 @@ def main(argv=None):
     p.add_argument("--n", type=int, default=25, help="CCSD(T) energies to fine-tune on (frames 0..n-1)")
     p.add_argument("--out", default=str(ROOT / "runs" / "liquid_ccsdt"))
     p.add_argument("--ways", nargs="+", choices=list(WAYS), default=list(WAYS), help="which fine-tunes (default: all)")
+    p.add_argument("--gcp", help="the PBE model learned PBE + gCP (train_liquid.py --gcp NAME): held-out "
+                                 "interactions are compared with PBE + gCP")
     args = p.parse_args(argv)
     from gmnn.loading import load
     out = Path(args.out).resolve()
@@ -108,14 +110,14 @@ def main(argv=None):
         subprocess.run([str(Path(sys.executable).parent / "gmnn-finetune"), str(cfg), "--from", args.model,
                         "--zero-shot", "--no-progress", "--overwrite"], check=True, stdout=subprocess.DEVNULL)
     import heldout
-    pairs = heldout.test_set()
+    pairs = heldout.test_set(args.gcp)
     rows = {"PBE model as is": errors(load(args.model), args.contacts, pairs),
             "zero-shot (shifts re-fitted)": errors(load(zero_shot / "best.ckpt"), args.contacts, pairs)}
     replay = replay_contacts(Path(args.replay), out)
     for way in args.ways:
         rows[f"fine-tuned: {way}"] = errors(load(finetune(Path(args.model).resolve(), args.n, way, out, replay)),
                                             args.contacts, pairs)
-    (out / "finetune_ccsdt.json").write_text(json.dumps({"n_ccsdt": args.n, "model": args.model,
+    (out / "finetune_ccsdt.json").write_text(json.dumps({"n_ccsdt": args.n, "model": args.model, "gcp": args.gcp,
                                                           "contacts": args.contacts, "rows": rows}, indent=2))
     lines = [f"N = {args.n} CCSD(T) energies. | model | CCSD(T) E MAE (kcal/mol) | CCSD(T) F MAE (kcal/mol/Å) | "
              "PBE contacts F MAE (meV/Å) | PBE contacts E MAE, offset removed (meV/atom) | "

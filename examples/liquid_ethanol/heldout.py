@@ -17,6 +17,7 @@ import argparse
 import json
 from collections import Counter
 from pathlib import Path
+from typing import Optional
 
 import numpy as np
 
@@ -47,9 +48,10 @@ def _labelled(path: Path) -> list:
     return read(path, ":") if path.exists() and path.stat().st_size > 0 else []
 
 
-def test_set() -> list:
+def test_set(gcp: Optional[str] = None) -> list:
     """[(structure with PBE energy/forces, its fragments with PBE energy/forces)] for every held-out
-    structure whose labels are all there."""
+    structure whose labels are all there; with `gcp` (gmnn.gcp parameters), PBE + gCP labels, the
+    reference of a model trained with train_liquid.py --gcp."""
     from ase.io import read
     geometries, fragment_geometries = read(GEOMETRIES, ":"), read(FRAGMENTS, ":")
     parts = {}
@@ -64,6 +66,9 @@ def test_set() -> list:
         if len(parts.get(k, [])) == wanted[k]:
             frame.info["kind"] = "cluster" if geometries[k].info["kind"] == "cluster" else "dimer"
             pairs.append((frame, parts[k]))
+    if gcp:
+        from gmnn.gcp import corrected
+        pairs = [(corrected(frame, gcp), [corrected(part, gcp) for part in ps]) for frame, ps in pairs]
     return pairs
 
 
@@ -126,13 +131,15 @@ def main(argv=None):
     p.add_argument("--model", action="append", default=[], help="a checkpoint, model file or shipped name (repeat)")
     p.add_argument("--name", action="append", default=[], help="the table's name of each --model (default: the path)")
     p.add_argument("--out", help="write the table to OUT.json and OUT.md")
+    p.add_argument("--gcp", help="compare with PBE + gCP labels (gmnn.gcp parameters, e.g. gga/def2-svp): "
+                                 "for models trained with train_liquid.py --gcp")
     args = p.parse_args(argv)
     if not FRAGMENTS.exists():
         write_fragments()
     if not args.model:
         return
     from gmnn.loading import load
-    pairs = test_set()
+    pairs = test_set(args.gcp)
     if not pairs:
         raise SystemExit(f"error: no held-out structure has all its labels yet: label {GEOMETRIES.name} and {FRAGMENTS.name}")
     names = args.name + args.model[len(args.name):]

@@ -13,7 +13,9 @@ parameters of the functional the labels were computed with:
 This module is the one place that says which D3 gmnn recommends, for both: Becke-Johnson
 (rational) damping, two-body terms only (pair_style dispersion/d3 has no three-body ATM term, so
 the Python side is loaded with atm=False, i.e. s9 = 0), a 30 Å two-body cutoff and a 20 Å cutoff
-for the coordination numbers (the example of the LAMMPS documentation; both hard cutoffs).
+for the coordination numbers (the example of the LAMMPS documentation; both hard cutoffs). Long
+liquid MD cuts them to 12/10 Å and adds back the pressure that loses (tail_pressure_bar), with D3
+on the outer rRESPA level: examples/liquid_ethanol/liquid_md.py and the README's liquid deck.
 
 The Python calculator (D3) runs the s-dftd3 library (PyPI package `dftd3`) and converts to eV and
 Å with the constants of pair_style dispersion/d3 (Bohr = 0.52917725 Å, Hartree = 27.21140795 eV),
