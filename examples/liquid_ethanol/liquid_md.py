@@ -222,14 +222,18 @@ def plot(path: Path, name: str, log: dict, o_o, o_h, diffusion) -> None:
 
 
 def d3_settings(data: Path, args) -> D3Settings:
-    """The D3 settings of a study, its tail pressure measured on the starting box (written to d3.json)."""
+    """The D3 settings of a study, its tail pressure measured on the starting box once (d3.json keeps
+    it, so a resumed stage has the barostat target of the first)."""
     from ase.io import read
     from gmnn.dispersion import tail_pressure_bar
-    box = read(data, format="lammps-data", atom_style="atomic")
-    box.set_chemical_symbols([ELEMENTS[t - 1] for t in box.arrays["type"]])
-    d3 = D3Settings(args.d3_cutoff, args.d3_cn_cutoff, args.respa,
-                    tail_pressure_bar(box, args.d3_cutoff, args.d3_cn_cutoff))
-    (data.parent / "d3.json").write_text(json.dumps(d3._asdict(), indent=2))
+    saved = data.parent / "d3.json"
+    d3 = D3Settings(**json.loads(saved.read_text())) if saved.exists() else None
+    if d3 is None or (d3.cutoff, d3.cn_cutoff, d3.respa) != (args.d3_cutoff, args.d3_cn_cutoff, args.respa):
+        box = read(data, format="lammps-data", atom_style="atomic")
+        box.set_chemical_symbols([ELEMENTS[t - 1] for t in box.arrays["type"]])
+        d3 = D3Settings(args.d3_cutoff, args.d3_cn_cutoff, args.respa,
+                        tail_pressure_bar(box, args.d3_cutoff, args.d3_cn_cutoff))
+        saved.write_text(json.dumps(d3._asdict(), indent=2))
     print(f"# D3(BJ) cut at {d3.cutoff:g}/{d3.cn_cutoff:g} Å loses {d3.tail_bar:.0f} bar: barostat target "
           f"{PRESSURE_BAR - d3.tail_bar:.0f} bar; D3 every {d3.respa} steps", flush=True)
     return d3
