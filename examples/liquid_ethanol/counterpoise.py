@@ -27,33 +27,45 @@ LEVEL = "pbe/def2-svp"
 GHOST_LABELS = DATA / "ethanol_liquid_heldout_counterpoise_pbe_def2svp.jsonl"
 
 
+def _rows(path: Path) -> list:
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()] if path.exists() else []
+
+
 def _done() -> dict:
     """{(structure, molecule): energy in eV of that molecule in its structure's basis}."""
-    if not GHOST_LABELS.exists():
-        return {}
-    rows = [json.loads(line) for line in GHOST_LABELS.read_text().splitlines() if line.strip()]
-    return {(r["structure"], r["molecule"]): r["energy_eV"] for r in rows}
+    return {(r["structure"], r["molecule"]): r["energy_eV"] for r in _rows(GHOST_LABELS)}
+
+
+def _ghosts(cluster, part) -> np.ndarray:
+    """Every atom of `cluster` a ghost except those of `part`: the part in the cluster's basis."""
+    ghosts = np.ones(len(cluster), bool)
+    ghosts[part.info["atoms"]] = False
+    return ghosts
+
+
+def _compute(todo: list, level_name: str, path: Path) -> None:
+    """Energies of `todo` ([(row keys, atoms, ghosts or None)]) at `level_name`, each appended to
+    the JSON-lines file `path` as soon as it is done (a re-run skips what is there)."""
+    from gmnn.levels import Level, compute
+    level = Level.parse(level_name)
+    for n, (keys, atoms, ghosts) in enumerate(todo):
+        start = time.time()
+        energy, _ = compute(atoms.numbers, atoms.positions, level, forces=False, ghosts=ghosts)
+        row = {**keys, "energy_eV": energy, "level": level_name, "wall_s": round(time.time() - start, 1)}
+        with open(path, "a") as f:
+            f.write(json.dumps(row) + "\n")
+        print(f"[{n + 1}/{len(todo)}] {keys}: {row['wall_s']} s", flush=True)
 
 
 def label(limit: int) -> None:
-    """Computes, one molecule at a time and appended at once, every molecule's energy in its
-    structure's basis, dimers before clusters."""
-    from gmnn.levels import Level, compute
-    level, done = Level.parse(LEVEL), _done()
-    pairs = sorted(test_set(), key=lambda pair: len(pair[0]))
-    todo = [(pair, i) for pair in pairs for i in range(len(pair[1]))
-            if (int(pair[0].info["source_index"]), i) not in done][:limit]
+    """Every molecule's energy in its structure's basis, dimers before clusters."""
+    done = _done()
+    todo = [({"structure": int(cluster.info["source_index"]), "molecule": i}, cluster, _ghosts(cluster, part))
+            for cluster, parts in sorted(test_set(), key=lambda pair: len(pair[0]))
+            for i, part in enumerate(parts)]
+    todo = [t for t in todo if (t[0]["structure"], t[0]["molecule"]) not in done][:limit]
     print(f"{len(done)} done, {len(todo)} to compute now")
-    for n, ((cluster, parts), i) in enumerate(todo):
-        ghosts = np.ones(len(cluster), bool)
-        ghosts[parts[i].info["atoms"]] = False
-        start = time.time()
-        energy, _ = compute(cluster.numbers, cluster.positions, level, forces=False, ghosts=ghosts)
-        row = {"structure": int(cluster.info["source_index"]), "molecule": i, "energy_eV": energy,
-               "level": LEVEL, "wall_s": round(time.time() - start, 1)}
-        with open(GHOST_LABELS, "a") as f:
-            f.write(json.dumps(row) + "\n")
-        print(f"[{n + 1}/{len(todo)}] structure {row['structure']} molecule {i}: {row['wall_s']} s", flush=True)
+    _compute(todo, LEVEL, GHOST_LABELS)
 
 
 def reference_file(level: str) -> Path:
@@ -62,35 +74,21 @@ def reference_file(level: str) -> Path:
 
 def label_reference(level_name: str, limit: int) -> None:
     """The dimers' interaction energies at a larger basis (`level_name`, e.g. pbe/def2-tzvp), raw
-    and counterpoise-corrected: each dimer, each molecule in its own basis and in the dimer's. One
-    energy at a time, appended at once (resumable)."""
-    from gmnn.levels import Level, compute
-    level, path = Level.parse(level_name), reference_file(level_name)
+    and counterpoise-corrected: each dimer, each molecule in its own basis and in the dimer's."""
+    path = reference_file(level_name)
     done = {(r["structure"], r["what"]) for r in _rows(path)}
     todo = []
     for cluster, parts in sorted(test_set(), key=lambda pair: len(pair[0])):
         if len(parts) != 2:
             continue
         k = int(cluster.info["source_index"])
-        todo += [(k, "dimer", cluster, None)]
+        todo.append(({"structure": k, "what": "dimer"}, cluster, None))
         for i, part in enumerate(parts):
-            ghosts = np.ones(len(cluster), bool)
-            ghosts[part.info["atoms"]] = False
-            todo += [(k, f"molecule {i}", part, None), (k, f"molecule {i} in dimer basis", cluster, ghosts)]
-    todo = [t for t in todo if (t[0], t[1]) not in done][:limit]
+            todo += [({"structure": k, "what": f"molecule {i}"}, part, None),
+                     ({"structure": k, "what": f"molecule {i} in dimer basis"}, cluster, _ghosts(cluster, part))]
+    todo = [t for t in todo if (t[0]["structure"], t[0]["what"]) not in done][:limit]
     print(f"{len(done)} done, {len(todo)} to compute now ({level_name})")
-    for n, (k, what, atoms, ghosts) in enumerate(todo):
-        start = time.time()
-        energy, _ = compute(atoms.numbers, atoms.positions, level, forces=False, ghosts=ghosts)
-        row = {"structure": k, "what": what, "energy_eV": energy, "level": level_name,
-               "wall_s": round(time.time() - start, 1)}
-        with open(path, "a") as f:
-            f.write(json.dumps(row) + "\n")
-        print(f"[{n + 1}/{len(todo)}] structure {k} {what}: {row['wall_s']} s", flush=True)
-
-
-def _rows(path: Path) -> list:
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()] if path.exists() else []
+    _compute(todo, level_name, path)
 
 
 def reference_table(level_name: str) -> dict:
@@ -116,7 +114,6 @@ def reference_table(level_name: str) -> dict:
 def table() -> dict:
     """Per held-out kind: raw and counterpoise-corrected interaction energies, the BSSE, and D3's
     interaction energy for scale (meV per structure)."""
-    from gmnn.dispersion import D3
     from gmnn.interaction import interaction
     done, rows = _done(), []
     for cluster, parts in test_set():
@@ -127,7 +124,7 @@ def table() -> dict:
         raw = interaction(cluster.get_potential_energy(), cluster.get_forces(), parts, e_own,
                           [p.get_forces() for p in parts]).energy
         bsse = sum(e_own[i] - done[(k, i)] for i in range(len(parts)))
-        d3 = _d3_interaction(D3, cluster, parts)
+        d3 = _d3_interaction(cluster, parts)
         rows.append({"structure": k, "kind": cluster.info["kind"], "molecules": len(parts),
                      "raw_meV": 1000 * raw, "bsse_meV": 1000 * bsse, "d3_meV": 1000 * d3,
                      **{f"gcp_{name}_meV": 1000 * _gcp_interaction(name, cluster, parts) for name in PARAMETERS}})
@@ -152,7 +149,10 @@ def _gcp_interaction(name, cluster, parts) -> float:
         energy_and_forces(p.numbers, p.positions, name)[0] for p in parts)
 
 
-def _d3_interaction(D3, cluster, parts) -> float:
+def _d3_interaction(cluster, parts) -> float:
+    """D3(BJ)'s interaction energy (eV), as gmnn.dispersion recommends it."""
+    from gmnn.dispersion import D3
+
     def energy(atoms):
         atoms = atoms.copy()
         atoms.calc = D3()
