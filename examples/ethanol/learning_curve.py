@@ -69,7 +69,8 @@ def plot(rows, path):
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     n = [r["n_train"] for r in rows]
-    kcal = 23.0605  # kcal/mol per eV
+    from gmnn.units import ENERGY_UNITS
+    kcal = 1 / ENERGY_UNITS["kcal/mol"]  # kcal/mol per eV
     fig, ax = plt.subplots(1, 2, figsize=(9, 3.8))
     ax[0].loglog(n, [kcal * r["gmnn"]["energy_mae"] for r in rows], "o-", label="GM-NN")
     ax[0].loglog(n, [kcal * r["shift_baseline"]["energy_mae"] for r in rows], "s--", label="energy shifts only")

@@ -22,9 +22,10 @@ from gmnn.data import read_structures
 from gmnn.evaluation import error_metrics, predict_graphs
 from gmnn.finetuning import finetune
 from gmnn.graph import build_graphs
+from gmnn.units import ENERGY_UNITS
 
 HERE = Path(__file__).resolve().parent
-KCAL = 23.0605  # kcal/mol per eV
+KCAL = 1 / ENERGY_UNITS["kcal/mol"]  # kcal/mol per eV
 SCORE_SOURCES = range(25, 50)
 
 # name -> (training overrides, finetune overrides); "default" is gmnn-finetune as shipped

@@ -28,9 +28,10 @@ from gmnn.finetuning import finetune
 from gmnn.graph import build_graphs
 from gmnn.pretrained import resolve_model_source
 from gmnn.training import Trainer
+from gmnn.units import ENERGY_UNITS
 
 HERE = Path(__file__).resolve().parent
-KCAL = 23.0605  # kcal/mol per eV
+KCAL = 1 / ENERGY_UNITS["kcal/mol"]  # kcal/mol per eV
 
 
 def run_config(out, train_file, train_index, valid_file, valid_index, model, training, force_weight):

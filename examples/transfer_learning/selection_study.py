@@ -33,9 +33,10 @@ from gmnn.finetuning import finetuner
 from gmnn.graph import build_graphs
 from gmnn.selection import cross_validate
 from gmnn.dataset import PreparedData
+from gmnn.units import ENERGY_UNITS
 
 HERE = Path(__file__).resolve().parent
-KCAL = 23.0605  # kcal/mol per eV
+KCAL = 1 / ENERGY_UNITS["kcal/mol"]  # kcal/mol per eV
 
 
 def ft_config(setting, epochs, out):
