@@ -22,6 +22,7 @@ from gmnn.data import read_structures
 from gmnn.evaluation import error_metrics, predict_graphs
 from gmnn.finetuning import finetune
 from gmnn.graph import build_graphs
+from gmnn.pretrained import resolve_model_source
 from gmnn.units import ENERGY_UNITS
 
 HERE = Path(__file__).resolve().parent
@@ -52,13 +53,14 @@ def slug(name: str) -> str:
 
 def main():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--pretrained", required=True)
+    p.add_argument("--pretrained", required=True, help="a checkpoint, or a shipped model's name")
     p.add_argument("--out", default="runs/defaults_scan")
     p.add_argument("--sizes", type=int, nargs="+", default=[10, 25])
     p.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=list(VARIANTS))
     args = p.parse_args()
     out = Path(args.out)
-    model = load_model(args.pretrained)
+    pretrained = resolve_model_source(args.pretrained)
+    model = load_model(pretrained)
     forces_file = HERE / "data/ethanol_ccsdt_ccpvdz_forces.xyz"
     sources = [int(a.info["source_index"]) for a in ase.io.read(forces_file, ":")]
     labelled = [s for s, k in zip(read_structures(forces_file), sources) if k in SCORE_SOURCES]
@@ -77,7 +79,7 @@ def main():
                                        "training": {"force_weight": 0.0, "threads": 1, **training},
                                        "finetune": dict(ft)})
             if not (run_dir / "final_metrics.json").exists():
-                finetune(config, args.pretrained, show_progress=False, overwrite=True,
+                finetune(config, pretrained, show_progress=False, overwrite=True,
                          zero_shot_only=name == "zero-shot")
             winner = json.loads((run_dir / "final_metrics.json").read_text())["selection"]["winner"]
             m = error_metrics(predict_graphs(load_model(run_dir / "best.ckpt"), score_graphs))
