@@ -108,13 +108,14 @@ def test_an_unseen_molecule_at_pbe_to_the_cards_held_out_error():
     assert errors["forces_mae"] < 0.6 * xtb_errors["forces_mae"]
 
 
-def test_finetune_from_the_name_on_ccsdt_energies_of_an_unseen_molecule(tmp_path):
+@pytest.mark.parametrize("name", [NAME, PBE_NAME])
+def test_finetune_from_the_name_on_ccsdt_energies_of_an_unseen_molecule(tmp_path, name):
     from gmnn.cli import finetune_main
     config = tmp_path / "ft.yaml"
     config.write_text(yaml.safe_dump({"output_dir": str(tmp_path / "run"),
                                       "data": {"train_file": str(CCSDT), "train_index": "0:5"},
                                       "training": {"force_weight": 0, "threads": 1}, "finetune": {"folds": 3}}))
-    assert finetune_main([str(config), "--from", NAME, "--zero-shot", "--no-progress"]) == 0
+    assert finetune_main([str(config), "--from", name, "--zero-shot", "--no-progress"]) == 0
     run = tmp_path / "run"
     assert gmnn.checkpoint.load_model(run / "best.ckpt").symbols == ["H", "C", "N", "O"]
     assert json.loads((run / "final_metrics.json").read_text())["train"]["energy_mae"] < 0.1  # eV
