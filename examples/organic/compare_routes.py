@@ -25,9 +25,9 @@ def main():
         runs = json.loads(path.read_text())["runs"]
         for key, (style, kind) in KINDS.items():
             rows = [r for r in runs if key in r]
-            n = [r["n"] for r in rows]
-            axes[0].loglog(n, [r[key]["energy_mae_kcal"] for r in rows], style, color=color, label=f"{route}, {kind}")
-            axes[1].loglog(n, [r[key]["forces_mae_kcal"] for r in rows], style, color=color, label=f"{route}, {kind}")
+            for ax, metric in zip(axes, ("energy_mae_kcal", "forces_mae_kcal")):
+                ax.loglog([r["n"] for r in rows], [r[key][metric] for r in rows], style, color=color,
+                          label=f"{route}, {kind}")
     axes[0].set_ylabel("CCSD(T) test energy MAE (kcal/mol)")
     axes[1].set_ylabel("CCSD(T) test force MAE (kcal/mol/Å)")
     for ax in axes:

@@ -20,8 +20,10 @@ from pathlib import Path
 
 import gmnn
 from gmnn.checkpoint import load_checkpoint, load_model
+from gmnn.config import config_from_dict
 from gmnn.data import read_structures
 from gmnn.evaluation import error_metrics, predict_graphs
+from gmnn.finetuning import finetune
 from gmnn.graph import build_graphs
 from gmnn.pretrained import MODELS_DIR, sha256, slim_checkpoint
 from gmnn.units import ENERGY_UNITS
@@ -72,9 +74,11 @@ def table(rows: dict, level: str, name: str, zero_shot_rows: dict | None = None)
             "300-1000 K and GFN2-xTB normal modes at 500/1000 K).\n\n" + "\n".join(lines) + "\n")
 
 
-def pretraining(run: Path, args, config, metrics, payload, n_molecules) -> dict:
+def pretraining(run: Path, config, metrics) -> dict:
     """The card's data, training and error sections of a gmnn-train run (the GFN2-xTB pre-training)."""
     n_train, n_valid = metrics["train"]["n_structures"], metrics["valid"]["n_structures"]
+    with open(HERE / "molecules.csv") as f:
+        n_molecules = sum(row["split"] == "train" for row in csv.DictReader(f))
     return {
         "data": {"structures": n_train + n_valid, "molecules": n_molecules,
                  "split": f"a random {n_valid} of them validate (chose the best epoch), {n_train} train",
@@ -82,7 +86,8 @@ def pretraining(run: Path, args, config, metrics, payload, n_molecules) -> dict:
                  "commands": ["python examples/organic/make_data.py --shard 0/2 & "
                               "python examples/organic/make_data.py --shard 1/2"]},
         "training": {"command": f"gmnn-train examples/organic/pretrain_gfn2.yaml   # into {config['output_dir']}",
-                     "epochs": config["training"]["epochs"], "best_epoch": payload["best_epoch"]},
+                     "epochs": config["training"]["epochs"],
+                     "best_epoch": load_checkpoint(run / "best.ckpt")["best_epoch"]},
         "errors": {"validation": errors(metrics["valid"], f"the {n_valid} validation structures (they chose the best epoch)"),
                    "train": errors(metrics["train"], f"the {n_train} training structures")},
         "calibrated_on": f"the {n_valid} validation structures",
@@ -94,15 +99,13 @@ def zero_shot(run: Path, config: dict) -> Path:
     labels (gmnn-finetune --zero-shot), written once into <run>/zero_shot."""
     out = run / "zero_shot"
     if not (out / "best.ckpt").exists():
-        from gmnn.config import config_from_dict
-        from gmnn.finetuning import finetune
         settings = {key: config[key] for key in ("data", "training", "finetune")}
         finetune(config_from_dict({**settings, "output_dir": str(out)}), config["finetune"]["pretrained"],
                  show_progress=False, overwrite=True, zero_shot_only=True)
     return out / "best.ckpt"
 
 
-def finetuning(run: Path, args, config, metrics, payload, heldout) -> dict:
+def finetuning(run: Path, args, config, metrics, heldout) -> dict:
     """The card's sections of a gmnn-finetune run (the PBE stage): the model it started from, the
     cross-validation that chose it, and its baselines on the held-out molecules."""
     train = read_structures(config["data"]["train_file"], index=config["data"]["train_index"])
@@ -156,7 +159,6 @@ def main():
     run = Path(args.run)
     metrics = json.loads((run / "final_metrics.json").read_text())
     config = json.loads((run / "config.json").read_text())
-    payload = load_checkpoint(run / "best.ckpt")
 
     destination = MODELS_DIR / f"{args.name}.ckpt"
     slim_checkpoint(run / "best.ckpt", destination)
@@ -165,15 +167,14 @@ def main():
     molecules, heldout = per_molecule(model, heldout_structures)
     (HERE / "results").mkdir(exist_ok=True)
 
-    with open(HERE / "molecules.csv") as f:
-        n_molecules = sum(row["split"] == "train" for row in csv.DictReader(f))
     if config.get("finetune"):
-        sections = finetuning(run, args, config, metrics, payload, heldout_structures)
+        sections = finetuning(run, args, config, metrics, heldout_structures)
         summary = (f"fine-tuned from {sections['data']['pre_trained_from']} on {sections['data']['structures']} "
                    f"{args.level} structures of {sections['data']['molecules']} molecules")
     else:
-        sections = pretraining(run, args, config, metrics, payload, n_molecules)
-        summary = f"pre-trained on {sections['data']['structures']} structures of {n_molecules} molecules"
+        sections = pretraining(run, config, metrics)
+        summary = (f"pre-trained on {sections['data']['structures']} structures of {sections['data']['molecules']} "
+                   "molecules")
     (HERE / "results" / f"{args.name}_heldout.md").write_text(
         table(molecules, args.level, args.name, sections.get("zero_shot_rows")))
     training = config["training"]
